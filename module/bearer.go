@@ -1,0 +1,189 @@
+package outergate
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// Bearer challenges (RFC 6750 §3).
+const (
+	bearerChallenge      = `Bearer realm="outer"`
+	invalidTokenChalenge = `Bearer realm="outer", error="invalid_token"`
+	// maxTokenLen bounds the tokens worth looking up; outergate's are 43.
+	maxTokenLen = 1024
+)
+
+// invalidToken is the 401 + 23021 answer when a token was sent.
+func invalidToken(message string) *apiError {
+	return newAPIError(http.StatusUnauthorized, CodeInvalidToken, message,
+		"WWW-Authenticate", invalidTokenChalenge)
+}
+
+// bearerToken extracts the access token from the request (RFC 6750 §2.1):
+// exactly one Authorization header, scheme Bearer in any case, one token of
+// b64token characters and nothing after it. A token in the query string is
+// refused, even beside a good header.
+func bearerToken(r *http.Request) (string, *apiError) {
+	if r.URL.RawQuery != "" && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+		return "", invalidToken("access token must be sent in the Authorization header, not the query string")
+	}
+	values := r.Header["Authorization"]
+	switch len(values) {
+	case 0:
+		return "", newAPIError(http.StatusUnauthorized, CodeInvalidToken,
+			"access token required", "WWW-Authenticate", bearerChallenge)
+	case 1:
+	default:
+		return "", invalidToken("more than one Authorization header")
+	}
+	return parseBearer(values[0])
+}
+
+// parseBearer parses one Authorization header value.
+func parseBearer(v string) (string, *apiError) {
+	scheme, rest, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", newAPIError(http.StatusUnauthorized, CodeInvalidToken,
+			"access token required: use the Bearer scheme", "WWW-Authenticate", bearerChallenge)
+	}
+	token := strings.TrimLeft(rest, " ")
+	if token == "" || len(token) > maxTokenLen || !isB64Token(token) {
+		return "", invalidToken("malformed access token")
+	}
+	return token, nil
+}
+
+// isB64Token reports whether s is an RFC 6750 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// requiredScope is the scope a method needs on a protected path.
+func requiredScope(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return "read"
+	}
+	return "write"
+}
+
+// hasScope reports whether the space-separated scope holds want, without
+// allocating.
+func hasScope(scope, want string) bool {
+	for scope != "" {
+		var s string
+		s, scope, _ = strings.Cut(scope, " ")
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// serveProtected checks the token, its scope and the required parameters,
+// then hands the request, stripped of its credentials and carrying the
+// verified identity, to next.
+func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	token, aerr := bearerToken(r)
+	if aerr != nil {
+		h.logRefusal(r, "bearer refused", aerr)
+		return h.respond(w, aerr)
+	}
+	key := hashToken(token)
+	rec, found, err := h.store.Load(r.Context(), key)
+	if err != nil {
+		return h.storeError(w, "loading token", err)
+	}
+	switch {
+	case !found:
+		aerr = invalidToken("invalid access token")
+	case rec.expired(time.Now()):
+		aerr = invalidToken("access token expired")
+	case h.clients[rec.ClientID] == nil:
+		aerr = invalidToken("invalid access token")
+	}
+	if aerr == nil {
+		if want := requiredScope(r.Method); !hasScope(rec.Scope, want) {
+			aerr = newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
+				"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
+		}
+	}
+	if aerr != nil {
+		h.logRefusal(r, "bearer refused", aerr, zap.String("token_fp", key.Fingerprint()))
+		return h.respond(w, aerr)
+	}
+	if aerr := h.checkParams(r); aerr != nil {
+		h.logRefusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
+		return h.respond(w, aerr)
+	}
+
+	r.Header.Del("Authorization")
+	r.Header.Set(h.IdentityHeader, rec.ClientID)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", rec.ClientID)
+	repl.Set("http.auth.user.scope", rec.Scope)
+	return h.proxy(w, r, next)
+}
+
+// checkParams enforces RequireParams: each present exactly once, as a
+// non-empty string, in the query string or a form or JSON body. A body it
+// reads is put back byte for byte.
+func (h *Handler) checkParams(r *http.Request) *apiError {
+	if len(h.RequireParams) == 0 {
+		return nil
+	}
+	query := params{}
+	if r.URL.RawQuery != "" {
+		q, err := parseFormParams(r.URL.RawQuery)
+		if err != nil {
+			return badRequest("malformed query string")
+		}
+		query = q
+	}
+	body := params{}
+	if kind := contentKind(r.Header.Get("Content-Type")); kind != bodyOther && hasBody(r) {
+		raw, aerr := readBody(r)
+		if aerr != nil {
+			return aerr
+		}
+		restoreBody(r, raw)
+		p, err := parseBodyParams(kind, raw)
+		if err != nil {
+			return badRequest(err.Error())
+		}
+		body = p
+	}
+	for _, name := range h.RequireParams {
+		_, found, err := single(name, query, body)
+		if err != nil {
+			return badRequest(err.Error())
+		}
+		if !found {
+			return badRequest(name + " is required")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package outergate
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("outergate", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("outergate", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	outergate [<matcher>] {
+//	    token_path      /outer/token/
+//	    protect         /outer/device/* [<pattern>...]
+//	    token_ttl       36000s
+//	    scope           "read write groups"
+//	    client <id> <secret-hash> [<secret-hash>...] {
+//	        scope read
+//	    }
+//	    require_param   deviceid [<name>...] | off
+//	    identity_header X-Outer-Client-Id
+//	    error_code      <upstream-status> <code>
+//	    store           memory | <module> [<args...>] { ... }
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		switch sub {
+		case "client", "protect", "error_code", "require_param":
+		default:
+			if seen[sub] {
+				return d.Errf("%s specified more than once", sub)
+			}
+		}
+		seen[sub] = true
+
+		switch sub {
+		case "token_path":
+			if !d.AllArgs(&h.TokenPath) {
+				return d.ArgErr()
+			}
+		case "protect":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Protect = append(h.Protect, args...)
+		case "token_ttl":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("token_ttl: %v", err)
+			}
+			h.TokenTTL = caddy.Duration(dur)
+		case "scope":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Scope = strings.Join(args, " ")
+		case "client":
+			c, err := unmarshalClient(d)
+			if err != nil {
+				return err
+			}
+			h.Clients = append(h.Clients, c)
+		case "require_param":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if len(args) == 1 && args[0] == "off" {
+				h.RequireParams, h.RequireParamsOff = nil, true
+				continue
+			}
+			h.RequireParams = append(h.RequireParams, args...)
+		case "identity_header":
+			if !d.AllArgs(&h.IdentityHeader) {
+				return d.ArgErr()
+			}
+		case "error_code":
+			var statusArg, codeArg string
+			if !d.AllArgs(&statusArg, &codeArg) {
+				return d.ArgErr()
+			}
+			status, err := strconv.Atoi(statusArg)
+			if err != nil {
+				return d.Errf("error_code: bad status %q", statusArg)
+			}
+			code, err := strconv.Atoi(codeArg)
+			if err != nil {
+				return d.Errf("error_code: bad code %q", codeArg)
+			}
+			if h.ErrorCodes == nil {
+				h.ErrorCodes = map[int]int{}
+			}
+			h.ErrorCodes[status] = code
+		case "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "outergate.stores."+name)
+			if err != nil {
+				return err
+			}
+			h.StoreRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
+		default:
+			return d.Errf("unrecognized subdirective %q", sub)
+		}
+	}
+	if h.RequireParamsOff && len(h.RequireParams) > 0 {
+		return d.Err("require_param off cannot be combined with parameter names")
+	}
+	return nil
+}
+
+// unmarshalClient parses `client <id> <hash>... [{ scope ... }]`.
+func unmarshalClient(d *caddyfile.Dispenser) (Client, error) {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return Client{}, d.ArgErr()
+	}
+	c := Client{ID: args[0], SecretHashes: args[1:]}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "scope":
+			if c.Scope != "" {
+				return c, d.Err("scope specified more than once")
+			}
+			scopes := d.RemainingArgs()
+			if len(scopes) == 0 {
+				return c, d.ArgErr()
+			}
+			c.Scope = strings.Join(scopes, " ")
+		default:
+			return c, d.Errf("unrecognized client subdirective %q", d.Val())
+		}
+	}
+	return c, nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,111 @@
+package outergate
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Client is one integrator allowed to obtain tokens.
+type Client struct {
+	// ID is the client_id the integrator presents.
+	ID string `json:"id"`
+
+	// SecretHashes are the hashes of the client's secret: `sha256:<64 hex>`
+	// (SHA-256 of a high-entropy secret, such as the one `caddy outergate
+	// new-client` generates) or a bcrypt hash (`$2a$`, `$2b$`, `$2y$`).
+	// Any one of them authenticates, which allows secret rotation.
+	// Placeholders such as {env.CLIENT_HASH} are expanded.
+	SecretHashes []string `json:"secret_hashes"`
+
+	// Scope is the space-separated set of scopes this client may hold.
+	// Default: the handler's scope.
+	Scope string `json:"scope,omitempty"`
+
+	verifiers []secretVerifier
+	scopes    []string
+}
+
+// secretVerifier checks a presented secret against one stored hash.
+type secretVerifier interface {
+	verify(secret string) bool
+}
+
+// sha256Verifier compares SHA-256(secret) in constant time.
+type sha256Verifier [sha256.Size]byte
+
+func (v sha256Verifier) verify(secret string) bool {
+	sum := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(sum[:], v[:]) == 1
+}
+
+// bcryptVerifier checks a bcrypt hash (constant time by construction).
+type bcryptVerifier []byte
+
+func (v bcryptVerifier) verify(secret string) bool {
+	return bcrypt.CompareHashAndPassword(v, []byte(secret)) == nil
+}
+
+// parseSecretHash turns a configured hash into a verifier. The error never
+// repeats the hash.
+func parseSecretHash(s string) (secretVerifier, error) {
+	switch {
+	case strings.HasPrefix(s, "sha256:"):
+		raw, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("sha256 secret hash must be sha256:<64 hex digits>")
+		}
+		var v sha256Verifier
+		copy(v[:], raw)
+		return v, nil
+	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
+		if _, err := bcrypt.Cost([]byte(s)); err != nil {
+			return nil, fmt.Errorf("malformed bcrypt secret hash: %v", err)
+		}
+		return bcryptVerifier(s), nil
+	default:
+		return nil, fmt.Errorf("unsupported secret hash: want sha256:<hex> or a bcrypt hash ($2a$, $2b$, $2y$)")
+	}
+}
+
+// decoyVerifier returns a verifier of the most expensive kind configured,
+// checked against when the client is unknown, so that an unknown client
+// costs the same work as a wrong secret.
+func decoyVerifier(clients []Client) (secretVerifier, error) {
+	cost := 0
+	for _, c := range clients {
+		for _, v := range c.verifiers {
+			if b, ok := v.(bcryptVerifier); ok {
+				if n, err := bcrypt.Cost(b); err == nil && n > cost {
+					cost = n
+				}
+			}
+		}
+	}
+	random := rand.Text()
+	if cost == 0 {
+		return sha256Verifier(sha256.Sum256([]byte(random))), nil
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(random), cost)
+	if err != nil {
+		return nil, fmt.Errorf("generating decoy hash: %w", err)
+	}
+	return bcryptVerifier(h), nil
+}
+
+// authenticate checks a secret against every hash of the client; all are
+// tried so that timing does not tell which one matched.
+func (c *Client) authenticate(secret string) bool {
+	ok := false
+	for _, v := range c.verifiers {
+		if v.verify(secret) {
+			ok = true
+		}
+	}
+	return ok
+}

@@ -1,0 +1,265 @@
+package outergate
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// maxInspect bounds how much of an upstream error body is looked at.
+const maxInspect = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// bufferErrors tells the response recorder to hold back 4xx/5xx answers;
+// 1xx, 2xx and 3xx stream through untouched.
+func bufferErrors(status int, _ http.Header) bool { return status >= 400 }
+
+// proxy calls next (reverse_proxy) and puts its errors, written or
+// returned, into the envelope.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+
+	rec := caddyhttp.NewResponseRecorder(w, buf, bufferErrors)
+	err := next.ServeHTTP(rec, r)
+	status := rec.Status()
+	if status != 0 && !rec.Buffered() {
+		return err // already streamed to the client
+	}
+	if status == 0 {
+		if err == nil {
+			return nil
+		}
+		return h.handlerError(w, r, err)
+	}
+	// A buffered 4xx/5xx; if reading its body failed midway, the status
+	// still says what happened.
+	body := buf.Bytes()
+	if envelopeCode(w.Header(), body) != 0 {
+		return rec.WriteResponse()
+	}
+	out, code := h.classify(status)
+	msg := upstreamMessage(w.Header(), body)
+	if msg == "" {
+		msg = phrase(code)
+	}
+	return h.writeNormalized(w, r, status, out, code, msg)
+}
+
+// handlerError turns an error that next returned without writing (transport
+// failures of reverse_proxy) into the envelope.
+func (h *Handler) handlerError(w http.ResponseWriter, r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return err // the client is gone; there is no one to answer
+	}
+	status := http.StatusBadGateway
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		status = he.StatusCode
+	}
+	if status == 499 {
+		return err
+	}
+	out, code := h.classify(status)
+	var msg string
+	switch status {
+	case http.StatusBadGateway:
+		msg = "upstream unreachable"
+	case http.StatusGatewayTimeout:
+		msg = "upstream timeout"
+	case http.StatusServiceUnavailable:
+		msg = "upstream unavailable"
+	default:
+		msg = phrase(code)
+	}
+	h.logger.Error("upstream failed", zap.Int("status", out), zap.Error(err))
+	return h.writeNormalized(w, r, status, out, code, msg)
+}
+
+// writeNormalized writes the envelope that replaces an upstream error.
+func (h *Handler) writeNormalized(w http.ResponseWriter, r *http.Request, upstream, status, code int, msg string) error {
+	hdr := w.Header()
+	for _, name := range [...]string{"Content-Length", "Content-Encoding", "Content-Range",
+		"Content-Disposition", "Content-Language", "Etag", "Last-Modified", "Transfer-Encoding"} {
+		hdr.Del(name)
+	}
+	if c := h.logger.Check(zap.DebugLevel, "upstream error normalized"); c != nil {
+		c.Write(zap.Int("upstream_status", upstream), zap.Int("status", status), zap.Int("code", code),
+			zap.String("path", r.URL.Path))
+	}
+	if err := writeEnvelope(w, status, code, msg, nil); err != nil {
+		h.logger.Debug("writing envelope", zap.Error(err))
+	}
+	return nil
+}
+
+// classify maps an upstream error status to the status and code outergate
+// answers (DESIGN.md), with ErrorCodes overriding the code.
+func (h *Handler) classify(upstream int) (status, code int) {
+	code, ok := h.ErrorCodes[upstream]
+	if !ok {
+		switch {
+		case upstream == 404 || upstream == 410:
+			code = CodeDeviceIDError
+		case upstream == 403 || upstream == 423:
+			code = CodeDeviceDisabled
+		case upstream == 401, upstream >= 500:
+			code = CodeInternal
+		default:
+			code = CodeBadRequest
+		}
+	}
+	switch code {
+	case CodeDeviceIDError:
+		return http.StatusNotFound, code
+	case CodeDeviceDisabled:
+		return http.StatusForbidden, code
+	case CodeInternal:
+		if upstream >= 500 {
+			return upstream, code
+		}
+		return http.StatusBadGateway, code
+	case CodeBadRequest:
+		if upstream >= 400 && upstream < 500 && upstream != 401 {
+			return upstream, code
+		}
+		return http.StatusBadRequest, code
+	}
+	if upstream == 401 {
+		return http.StatusBadGateway, code
+	}
+	return upstream, code
+}
+
+// phrase is the fixed message of a code when the upstream gave none.
+func phrase(code int) string {
+	switch code {
+	case CodeBadRequest:
+		return "parameter error"
+	case CodeDeviceIDError:
+		return "device id error"
+	case CodeDeviceDisabled:
+		return "device disabled"
+	}
+	return "internal error"
+}
+
+// inspectable returns the body of an upstream error as JSON text to look
+// at, gunzipped if needed; nil if it cannot be read.
+func inspectable(h http.Header, body []byte) []byte {
+	switch enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil
+		}
+		plain, err := io.ReadAll(io.LimitReader(zr, maxInspect))
+		if err != nil {
+			return nil
+		}
+		body = plain
+	default:
+		return nil
+	}
+	if len(body) > maxInspect {
+		return nil
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return nil
+	}
+	return body
+}
+
+// envelopeCode returns the non-zero code of an upstream error body that is
+// already an envelope, and 0 otherwise.
+func envelopeCode(h http.Header, body []byte) int {
+	js := inspectable(h, body)
+	if js == nil {
+		return 0
+	}
+	var env struct {
+		Meta *struct {
+			Message *string `json:"message"`
+			Code    *int    `json:"code"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal(js, &env); err != nil || env.Meta == nil ||
+		env.Meta.Message == nil || env.Meta.Code == nil {
+		return 0
+	}
+	return *env.Meta.Code
+}
+
+// upstreamMessage returns the upstream's own explanation from a JSON body
+// (message, msg, detail or error; or meta.message), cleaned of markup and
+// control characters and cut to a sane length; "" when there is none.
+func upstreamMessage(h http.Header, body []byte) string {
+	js := inspectable(h, body)
+	if js == nil {
+		return ""
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(js, &fields); err != nil {
+		return ""
+	}
+	for _, name := range [...]string{"message", "msg", "detail", "error"} {
+		var s string
+		if json.Unmarshal(fields[name], &s) == nil {
+			if s = cleanMessage(s); s != "" {
+				return s
+			}
+		}
+	}
+	var meta struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(fields["meta"], &meta) == nil {
+		return cleanMessage(meta.Message)
+	}
+	return ""
+}
+
+// cleanMessage drops markup (anything between '<' and '>') and control
+// characters, folds whitespace and cuts the text to maxEnvelopeMessageSize
+// bytes on a rune boundary.
+func cleanMessage(s string) string {
+	var b strings.Builder
+	inTag, space := false, false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			inTag = true
+			continue
+		case r == '>' && inTag:
+			inTag = false
+			continue
+		case inTag || r == utf8.RuneError:
+			continue
+		case r < 0x20 || r == 0x7f || r == ' ' || (r >= 0x80 && r < 0xa0):
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		if b.Len()+utf8.RuneLen(r) > maxEnvelopeMessageSize {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

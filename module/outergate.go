@@ -1,0 +1,290 @@
+// Package outergate is a Caddy v2 plugin that turns Caddy into an OAuth2
+// client-credentials gateway in front of a legacy device platform: it issues
+// tokens itself, checks `Authorization: Bearer` on the protected paths, keeps
+// every answer in the platform's JSON envelope and lets Caddy's reverse_proxy
+// carry the device calls upstream.
+package outergate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the Handler's config (DESIGN.md).
+const (
+	DefaultTokenPath      = "/outer/token/"
+	DefaultProtect        = "/outer/device/*"
+	DefaultTokenTTL       = 36000 * time.Second
+	DefaultScope          = "read write groups"
+	DefaultRequireParam   = "deviceid"
+	DefaultIdentityHeader = "X-Outer-Client-Id"
+	// maxBodyBytes bounds every request body outergate reads (413 past it).
+	maxBodyBytes = 64 << 10
+)
+
+// Handler is the outergate HTTP handler (module http.handlers.outergate).
+// It answers the token endpoint itself, checks Bearer tokens on the protected
+// paths before calling the next handler (normally reverse_proxy) and turns
+// that handler's errors into the platform's envelope. Every other request goes
+// to the next handler untouched, but for the removal of client-sent identity
+// headers.
+type Handler struct {
+	// TokenPath is where clients POST client-credentials token requests.
+	// It matches like Caddy's path matcher and also without its trailing
+	// slash. Default: "/outer/token/".
+	TokenPath string `json:"token_path,omitempty"`
+
+	// Protect lists the path patterns (Caddy path matcher syntax) that need
+	// a valid Bearer token. A pattern ending in "/*" also covers the bare
+	// prefix. Default: ["/outer/device/*"].
+	Protect []string `json:"protect,omitempty"`
+
+	// TokenTTL is the lifetime of an issued token; `expires_in` reports it
+	// in whole seconds. Default: 36000s (the platform document's value).
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+
+	// Scope is the space-separated set of scopes granted to a client that
+	// has no scope of its own. GET, HEAD and OPTIONS on protected paths need
+	// "read"; every other method needs "write". Default: "read write groups".
+	Scope string `json:"scope,omitempty"`
+
+	// Clients are the integrators allowed to obtain tokens.
+	Clients []Client `json:"clients,omitempty"`
+
+	// RequireParams are the parameters every request to a protected path
+	// must carry exactly once, non-empty, in the query string, a form body
+	// or a JSON body. Default: ["deviceid"].
+	RequireParams []string `json:"require_params,omitempty"`
+
+	// RequireParamsOff disables the parameter check (Caddyfile
+	// `require_param off`). Default: false.
+	RequireParamsOff bool `json:"require_params_off,omitempty"`
+
+	// IdentityHeader is the request header that carries the verified
+	// client id upstream. Copies sent by clients are removed from every
+	// request, in any spelling. Default: "X-Outer-Client-Id".
+	IdentityHeader string `json:"identity_header,omitempty"`
+
+	// ErrorCodes overrides the envelope code given to an upstream error
+	// status, e.g. {"409": 23010}. Defaults: 404 and 410 → 23030, 403 and
+	// 423 → 23031, 401 → 23090 (answered as 502), any other 4xx → 23010,
+	// 5xx → 23090.
+	ErrorCodes map[int]int `json:"error_codes,omitempty"`
+
+	// StoreRaw is the token store, a module in the outergate.stores
+	// namespace. Default: {"module": "memory"}.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
+
+	store        TokenStore
+	tokenMatch   caddyhttp.MatchPath
+	protectMatch caddyhttp.MatchPath
+	clients      map[string]*Client
+	decoy        secretVerifier
+	scopes       []string
+	identityKey  string // identity header, lower case, '_' as '-'
+	ttl          time.Duration
+	logger       *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.outergate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills in defaults, parses the clients' secret hashes and loads
+// the token store.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	if h.TokenPath == "" {
+		h.TokenPath = DefaultTokenPath
+	}
+	if len(h.Protect) == 0 {
+		h.Protect = []string{DefaultProtect}
+	}
+	if h.TokenTTL == 0 {
+		h.TokenTTL = caddy.Duration(DefaultTokenTTL)
+	}
+	h.ttl = time.Duration(h.TokenTTL)
+	if h.Scope == "" {
+		h.Scope = DefaultScope
+	}
+	h.scopes = strings.Fields(h.Scope)
+	if len(h.RequireParams) == 0 && !h.RequireParamsOff {
+		h.RequireParams = []string{DefaultRequireParam}
+	}
+	if h.IdentityHeader == "" {
+		h.IdentityHeader = DefaultIdentityHeader
+	}
+	h.identityKey = normalizeHeaderName(h.IdentityHeader)
+
+	h.tokenMatch = caddyhttp.MatchPath{h.TokenPath}
+	if trimmed := strings.TrimSuffix(h.TokenPath, "/"); trimmed != h.TokenPath && trimmed != "" {
+		h.tokenMatch = append(h.tokenMatch, trimmed)
+	}
+	h.protectMatch = nil
+	for _, p := range h.Protect {
+		h.protectMatch = append(h.protectMatch, p)
+		if bare := strings.TrimSuffix(p, "/*"); bare != p && bare != "" {
+			h.protectMatch = append(h.protectMatch, bare)
+		}
+	}
+	if err := h.tokenMatch.Provision(ctx); err != nil {
+		return err
+	}
+	if err := h.protectMatch.Provision(ctx); err != nil {
+		return err
+	}
+
+	if err := h.provisionClients(); err != nil {
+		return err
+	}
+
+	if h.StoreRaw == nil {
+		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "module", "memory", nil)
+	}
+	mod, err := ctx.LoadModule(h, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading token store: %w", err)
+	}
+	store, ok := mod.(TokenStore)
+	if !ok {
+		return fmt.Errorf("module %T is not an outergate token store", mod)
+	}
+	h.store = store
+	return nil
+}
+
+// provisionClients expands placeholders in the clients' secret hashes,
+// parses them and indexes the clients by id.
+func (h *Handler) provisionClients() error {
+	repl := caddy.NewReplacer()
+	h.clients = make(map[string]*Client, len(h.Clients))
+	for i := range h.Clients {
+		c := &h.Clients[i]
+		if c.ID == "" {
+			return fmt.Errorf("client %d: empty id", i)
+		}
+		if _, dup := h.clients[c.ID]; dup {
+			return fmt.Errorf("client %q: configured twice", c.ID)
+		}
+		if len(c.SecretHashes) == 0 {
+			return fmt.Errorf("client %q: no secret hash", c.ID)
+		}
+		c.verifiers = c.verifiers[:0]
+		for j, raw := range c.SecretHashes {
+			expanded, err := repl.ReplaceOrErr(raw, true, true)
+			if err != nil {
+				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+			}
+			v, err := parseSecretHash(expanded)
+			if err != nil {
+				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+			}
+			c.verifiers = append(c.verifiers, v)
+		}
+		c.scopes = h.scopes
+		if c.Scope != "" {
+			c.scopes = strings.Fields(c.Scope)
+		}
+		h.clients[c.ID] = c
+	}
+	decoy, err := decoyVerifier(h.Clients)
+	if err != nil {
+		return err
+	}
+	h.decoy = decoy
+	return nil
+}
+
+// Validate checks the provisioned config.
+func (h *Handler) Validate() error {
+	if !strings.HasPrefix(h.TokenPath, "/") {
+		return fmt.Errorf("token_path must start with '/': %q", h.TokenPath)
+	}
+	if h.ttl < time.Second {
+		return fmt.Errorf("token_ttl must be at least 1s, got %s", h.ttl)
+	}
+	for status, code := range h.ErrorCodes {
+		if status < 400 || status > 599 {
+			return fmt.Errorf("error_code: status %d is not an HTTP error status", status)
+		}
+		if code <= 0 {
+			return fmt.Errorf("error_code: code for %d must be positive, got %d", status, code)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripHeader(r.Header, h.identityKey)
+	switch {
+	case h.matches(h.tokenMatch, r):
+		return h.serveToken(w, r)
+	case h.matches(h.protectMatch, r):
+		return h.serveProtected(w, r, next)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// matches runs Caddy's path matcher on the request, and once more on a copy
+// whose path has ";params" and backslashes removed, because many legacy
+// backends (servlet containers, IIS) route those spellings to the same place.
+func (h *Handler) matches(m caddyhttp.MatchPath, r *http.Request) bool {
+	if m.Match(r) {
+		return true
+	}
+	if !strings.ContainsAny(r.URL.Path, ";\\") {
+		return false
+	}
+	u := *r.URL
+	u.Path = stripPathParams(strings.ReplaceAll(u.Path, "\\", "/"))
+	u.RawPath = ""
+	r2 := *r
+	r2.URL = &u
+	return m.Match(&r2)
+}
+
+// stripPathParams removes ";..." from every segment of a path.
+func stripPathParams(p string) string {
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			segs[i] = seg[:j]
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// respond writes an apiError; a failure to write is only logged, since the
+// client is gone.
+func (h *Handler) respond(w http.ResponseWriter, e *apiError) error {
+	if err := writeAPIError(w, e); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		h.logger.Debug("writing envelope", zap.Error(err))
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

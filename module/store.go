@@ -1,0 +1,54 @@
+package outergate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// TokenHash is SHA-256 of an access token. Stores key tokens by it and
+// never see the token itself.
+type TokenHash [sha256.Size]byte
+
+// hashToken returns the store key of an access token.
+func hashToken(token string) TokenHash {
+	return sha256.Sum256([]byte(token))
+}
+
+// Fingerprint is a short, non-reversible name of the token for logs: the
+// first 8 hex digits of its SHA-256.
+func (h TokenHash) Fingerprint() string {
+	return hex.EncodeToString(h[:4])
+}
+
+// TokenRecord is what a store keeps about one live token.
+type TokenRecord struct {
+	// ClientID is the client the token was issued to.
+	ClientID string `json:"c"`
+	// Scope is the space-separated scope the token carries.
+	Scope string `json:"s"`
+	// IssuedAt and ExpiresAt are Unix seconds.
+	IssuedAt  int64 `json:"i"`
+	ExpiresAt int64 `json:"e"`
+}
+
+// expired reports whether the token is past its lifetime at now.
+func (r *TokenRecord) expired(now time.Time) bool {
+	return now.Unix() >= r.ExpiresAt
+}
+
+// ErrStoreUnavailable wraps every failure of a store to answer (as opposed to
+// a token that is simply unknown): outergate answers 503 + 23090 for it.
+var ErrStoreUnavailable = errors.New("token store unavailable")
+
+// TokenStore is the interface of the guest modules in the outergate.stores
+// namespace. Implementations must be safe for concurrent use.
+type TokenStore interface {
+	// Save keeps rec under key until rec.ExpiresAt.
+	Save(ctx context.Context, key TokenHash, rec TokenRecord) error
+	// Load returns the record of key, and false if the token is unknown,
+	// expired or revoked.
+	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
+}

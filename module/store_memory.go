@@ -1,0 +1,132 @@
+package outergate
+
+import (
+	"context"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/patrickmn/go-cache"
+)
+
+func init() {
+	caddy.RegisterModule(MemoryStore{})
+}
+
+// memoryStores holds the process-wide token caches by name, so that tokens
+// survive `caddy reload`: the new config's store finds the old one's cache.
+var memoryStores = caddy.NewUsagePool()
+
+// MemoryStore is the embedded token store (module outergate.stores.memory):
+// a go-cache map from SHA-256(token) to its record, in this process only.
+// Tokens survive config reloads but not a restart, and are not shared with
+// other instances; use outergate.stores.redis for that.
+type MemoryStore struct {
+	// Name selects the process-wide cache this store uses. Handlers whose
+	// stores have the same name share their tokens. Default: "default".
+	Name string `json:"name,omitempty"`
+
+	tokens *memoryTokens
+	key    string
+}
+
+// memoryTokens is the pooled value behind a MemoryStore.
+type memoryTokens struct {
+	cache *cache.Cache
+}
+
+// Destruct implements caddy.Destructor. go-cache's janitor stops when the
+// cache is garbage collected; flushing frees the tokens at once.
+func (m *memoryTokens) Destruct() error {
+	m.cache.Flush()
+	return nil
+}
+
+// CaddyModule returns the Caddy module information.
+func (MemoryStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "outergate.stores.memory",
+		New: func() caddy.Module { return new(MemoryStore) },
+	}
+}
+
+// Provision finds or creates the named process-wide cache.
+func (s *MemoryStore) Provision(ctx caddy.Context) error {
+	if s.Name == "" {
+		s.Name = "default"
+	}
+	s.key = "memory/" + s.Name
+	val, _, err := memoryStores.LoadOrNew(s.key, func() (caddy.Destructor, error) {
+		// Expired tokens are refused on read; the janitor only frees memory.
+		return &memoryTokens{cache: cache.New(cache.NoExpiration, time.Minute)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.tokens = val.(*memoryTokens)
+	return nil
+}
+
+// Cleanup releases this config's hold on the cache.
+func (s *MemoryStore) Cleanup() error {
+	_, err := memoryStores.Delete(s.key)
+	return err
+}
+
+// Save implements TokenStore.
+func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord) error {
+	ttl := time.Until(time.Unix(rec.ExpiresAt, 0))
+	if ttl <= 0 {
+		return nil
+	}
+	s.tokens.cache.Set(string(key[:]), &rec, ttl)
+	return nil
+}
+
+// Load implements TokenStore.
+func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool, error) {
+	v, ok := s.tokens.cache.Get(string(key[:]))
+	if !ok {
+		return TokenRecord{}, false, nil
+	}
+	return *v.(*TokenRecord), true, nil
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens:
+//
+//	store memory [{
+//	    name <name>
+//	}]
+func (s *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // store module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "name":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if s.Name != "" {
+				return d.Err("name already specified")
+			}
+			s.Name = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ TokenStore            = (*MemoryStore)(nil)
+	_ caddy.Provisioner     = (*MemoryStore)(nil)
+	_ caddy.CleanerUpper    = (*MemoryStore)(nil)
+	_ caddyfile.Unmarshaler = (*MemoryStore)(nil)
+	_ caddy.Destructor      = (*memoryTokens)(nil)
+)

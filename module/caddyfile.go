@@ -97,6 +97,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				continue
 			}
 			h.RequireParams = append(h.RequireParams, args...)
+		case "throttle":
+			args := d.RemainingArgs()
+			if len(args) == 1 && args[0] == "off" {
+				h.ThrottleOff = true
+				continue
+			}
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n <= 0 {
+				return d.Errf("throttle: bad failure count %q", args[0])
+			}
+			window, err := caddy.ParseDuration(args[1])
+			if err != nil || window <= 0 {
+				return d.Errf("throttle: bad window %q", args[1])
+			}
+			h.ThrottleFailures, h.ThrottleWindow = n, caddy.Duration(window)
 		case "identity_header":
 			if !d.AllArgs(&h.IdentityHeader) {
 				return d.ArgErr()

@@ -31,6 +31,8 @@ const (
 	DefaultScope          = "read write groups"
 	DefaultRequireParam   = "deviceid"
 	DefaultIdentityHeader = "X-Outer-Client-Id"
+	DefaultThrottle       = 10
+	DefaultThrottleWindow = time.Minute
 	// maxBodyBytes bounds every request body outergate reads (413 past it).
 	maxBodyBytes = 64 << 10
 )
@@ -84,6 +86,21 @@ type Handler struct {
 	// 5xx → 23090.
 	ErrorCodes map[int]int `json:"error_codes,omitempty"`
 
+	// ThrottleFailures is how many failed client authentications one
+	// client address (Caddy's client IP, so trusted_proxies is honoured)
+	// may make within ThrottleWindow. Past it, every token request from
+	// that address is answered 429 + 23029 with Retry-After until the
+	// window ends, whatever the credentials. Default: 10.
+	ThrottleFailures int `json:"throttle_failures,omitempty"`
+
+	// ThrottleWindow is the length of the failure-counting window; it
+	// starts with an address's first failure. Default: 1m.
+	ThrottleWindow caddy.Duration `json:"throttle_window,omitempty"`
+
+	// ThrottleOff disables the throttle (Caddyfile `throttle off`).
+	// Default: false.
+	ThrottleOff bool `json:"throttle_off,omitempty"`
+
 	// StoreRaw is the token store, a module in the outergate.stores
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
@@ -133,6 +150,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.IdentityHeader = DefaultIdentityHeader
 	}
 	h.identityKey = normalizeHeaderName(h.IdentityHeader)
+	if h.ThrottleFailures == 0 {
+		h.ThrottleFailures = DefaultThrottle
+	}
+	if h.ThrottleWindow == 0 {
+		h.ThrottleWindow = caddy.Duration(DefaultThrottleWindow)
+	}
 
 	h.tokenMatch = caddyhttp.MatchPath{h.TokenPath}
 	if trimmed := strings.TrimSuffix(h.TokenPath, "/"); trimmed != h.TokenPath && trimmed != "" {
@@ -220,6 +243,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.ttl < time.Second {
 		return fmt.Errorf("token_ttl must be at least 1s, got %s", h.ttl)
+	}
+	if h.ThrottleFailures < 0 || h.ThrottleWindow < 0 {
+		return fmt.Errorf("throttle: failures and window must be positive")
 	}
 	for status, code := range h.ErrorCodes {
 		if status < 400 || status > 599 {

@@ -51,4 +51,10 @@ type TokenStore interface {
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
+	// Failures returns how many failures were counted under key in the
+	// current window, and when that window ends.
+	Failures(ctx context.Context, key string) (int, time.Time, error)
+	// AddFailure counts one failure under key; a new window of the given
+	// length starts with the first failure.
+	AddFailure(ctx context.Context, key string, window time.Duration) error
 }

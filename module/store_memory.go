@@ -2,6 +2,7 @@ package outergate
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,13 +33,22 @@ type MemoryStore struct {
 
 // memoryTokens is the pooled value behind a MemoryStore.
 type memoryTokens struct {
-	cache *cache.Cache
+	cache    *cache.Cache
+	failures *cache.Cache // key -> *failureWindow
+	mu       sync.Mutex   // serializes AddFailure's read-modify-write
+}
+
+// failureWindow counts failures until its end.
+type failureWindow struct {
+	n   int
+	end time.Time
 }
 
 // Destruct implements caddy.Destructor. go-cache's janitor stops when the
 // cache is garbage collected; flushing frees the tokens at once.
 func (m *memoryTokens) Destruct() error {
 	m.cache.Flush()
+	m.failures.Flush()
 	return nil
 }
 
@@ -58,7 +68,10 @@ func (s *MemoryStore) Provision(ctx caddy.Context) error {
 	s.key = "memory/" + s.Name
 	val, _, err := memoryStores.LoadOrNew(s.key, func() (caddy.Destructor, error) {
 		// Expired tokens are refused on read; the janitor only frees memory.
-		return &memoryTokens{cache: cache.New(cache.NoExpiration, time.Minute)}, nil
+		return &memoryTokens{
+			cache:    cache.New(cache.NoExpiration, time.Minute),
+			failures: cache.New(cache.NoExpiration, time.Minute),
+		}, nil
 	})
 	if err != nil {
 		return err
@@ -90,6 +103,30 @@ func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool,
 		return TokenRecord{}, false, nil
 	}
 	return *v.(*TokenRecord), true, nil
+}
+
+// Failures implements TokenStore.
+func (s *MemoryStore) Failures(_ context.Context, key string) (int, time.Time, error) {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	v, ok := s.tokens.failures.Get(key)
+	if !ok {
+		return 0, time.Time{}, nil
+	}
+	w := v.(*failureWindow)
+	return w.n, w.end, nil
+}
+
+// AddFailure implements TokenStore.
+func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Duration) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	if v, ok := s.tokens.failures.Get(key); ok {
+		v.(*failureWindow).n++
+		return nil
+	}
+	s.tokens.failures.Set(key, &failureWindow{n: 1, end: time.Now().Add(window)}, window)
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,13 +42,28 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 		return h.respond(w, newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
 			"method not allowed: use POST", "Allow", http.MethodPost))
 	}
+	throttleKey := "ip:" + clientIP(r)
+	if aerr, err := h.throttled(r, throttleKey); err != nil {
+		return h.storeError(w, "reading failure count", err)
+	} else if aerr != nil {
+		h.logRefusal(r, "token request throttled", aerr)
+		return h.respond(w, aerr)
+	}
 	req, aerr := parseTokenRequest(r)
 	if aerr != nil {
 		h.logRefusal(r, "token request refused", aerr)
+		if aerr.code == CodeClientAuthFailed {
+			if err := h.countFailure(r, throttleKey); err != nil {
+				return h.storeError(w, "counting failure", err)
+			}
+		}
 		return h.respond(w, aerr)
 	}
 	client, ok := h.authenticate(req.clientID, req.clientSecret)
 	if !ok {
+		if err := h.countFailure(r, throttleKey); err != nil {
+			return h.storeError(w, "counting failure", err)
+		}
 		e := newAPIError(http.StatusUnauthorized, CodeClientAuthFailed, "client authentication failed")
 		if req.basic {
 			e.header = http.Header{"Www-Authenticate": {basicChallenge}}
@@ -82,6 +98,33 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 		ExpiresIn:   int64(h.ttl / time.Second),
 		Scope:       scope,
 	})
+}
+
+// throttled answers 429 + 23029 when key has used up its failures.
+func (h *Handler) throttled(r *http.Request, key string) (*apiError, error) {
+	if h.ThrottleOff {
+		return nil, nil
+	}
+	n, end, err := h.store.Failures(r.Context(), key)
+	if err != nil || n < h.ThrottleFailures {
+		return nil, err
+	}
+	wait := time.Until(end)
+	if wait <= 0 {
+		return nil, nil
+	}
+	secs := int64((wait + time.Second - 1) / time.Second)
+	return newAPIError(http.StatusTooManyRequests, CodeTooManyFailures,
+		"too many failed client authentications; retry later",
+		"Retry-After", strconv.FormatInt(secs, 10)), nil
+}
+
+// countFailure counts one failed client authentication under key.
+func (h *Handler) countFailure(r *http.Request, key string) error {
+	if h.ThrottleOff {
+		return nil
+	}
+	return h.store.AddFailure(r.Context(), key, time.Duration(h.ThrottleWindow))
 }
 
 // parseTokenRequest reads a token request per RFC 6749 §4.4 and §2.3: a form

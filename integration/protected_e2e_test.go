@@ -62,7 +62,7 @@ func TestProtectedPaths(t *testing.T) {
 			header: map[string]string{"Authorization": "Bearer " + tok, "Content-Type": jsonCT}, body: `{"deviceid":`}, status: 400, code: 23010},
 		{name: "body over 64 KiB", req: request{method: "PUT", path: "/outer/device/unbind/",
 			header: map[string]string{"Authorization": "Bearer " + tok, "Content-Type": jsonCT},
-			body: `{"deviceid":"` + legacy.DeviceOnline + `","pad":"` + strings.Repeat("x", 70<<10) + `"}`}, status: 413, code: 23010},
+			body:   `{"deviceid":"` + legacy.DeviceOnline + `","pad":"` + strings.Repeat("x", 70<<10) + `"}`}, status: 413, code: 23010},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,7 +128,7 @@ func TestUpstreamSeesIdentityNotCredentials(t *testing.T) {
 			header: map[string]string{"Authorization": "Bearer " + tok, "Content-Type": "application/json"}, body: body}},
 		{"PUT with a form body", request{method: "PUT", path: "/outer/device/unbind/",
 			header: map[string]string{"Authorization": "Bearer " + tok, "Content-Type": "application/x-www-form-urlencoded"},
-			body: "deviceid=" + legacy.DeviceOnline + "&x=%20"}},
+			body:   "deviceid=" + legacy.DeviceOnline + "&x=%20"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -276,3 +276,5 @@ func (g *gateway) rememberFrom(r reply) {
 		g.remember(data.AccessToken)
 	}
 }
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

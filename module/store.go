@@ -51,6 +51,12 @@ type TokenStore interface {
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
+	// RevokeToken deletes one token; false if it was not live. Every
+	// instance sharing the store refuses it from then on.
+	RevokeToken(ctx context.Context, key TokenHash) (bool, error)
+	// RevokeClient deletes every live token of a client and returns how
+	// many there were.
+	RevokeClient(ctx context.Context, clientID string) (int, error)
 	// Failures returns how many failures were counted under key in the
 	// current window, and when that window ends.
 	Failures(ctx context.Context, key string) (int, time.Time, error)

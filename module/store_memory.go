@@ -33,9 +33,38 @@ type MemoryStore struct {
 
 // memoryTokens is the pooled value behind a MemoryStore.
 type memoryTokens struct {
-	cache    *cache.Cache
+	cache    *cache.Cache // string(TokenHash) -> *TokenRecord
 	failures *cache.Cache // key -> *failureWindow
-	mu       sync.Mutex   // serializes AddFailure's read-modify-write
+	mu       sync.Mutex   // guards byClient and AddFailure's read-modify-write
+
+	// byClient indexes the live tokens of each client, for revocation.
+	byClient map[string]map[TokenHash]struct{}
+}
+
+// newMemoryTokens returns an empty process-wide token cache whose index
+// follows go-cache's expirations.
+func newMemoryTokens() *memoryTokens {
+	m := &memoryTokens{
+		// Expired tokens are refused on read; the janitor frees memory.
+		cache:    cache.New(cache.NoExpiration, time.Minute),
+		failures: cache.New(cache.NoExpiration, time.Minute),
+		byClient: make(map[string]map[TokenHash]struct{}),
+	}
+	m.cache.OnEvicted(func(k string, v any) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.unindex(v.(*TokenRecord).ClientID, TokenHash([]byte(k)))
+	})
+	return m
+}
+
+func (m *memoryTokens) unindex(clientID string, key TokenHash) {
+	if set := m.byClient[clientID]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(m.byClient, clientID)
+		}
+	}
 }
 
 // failureWindow counts failures until its end.
@@ -68,10 +97,7 @@ func (s *MemoryStore) Provision(ctx caddy.Context) error {
 	s.key = "memory/" + s.Name
 	val, _, err := memoryStores.LoadOrNew(s.key, func() (caddy.Destructor, error) {
 		// Expired tokens are refused on read; the janitor only frees memory.
-		return &memoryTokens{
-			cache:    cache.New(cache.NoExpiration, time.Minute),
-			failures: cache.New(cache.NoExpiration, time.Minute),
-		}, nil
+		return newMemoryTokens(), nil
 	})
 	if err != nil {
 		return err
@@ -92,8 +118,40 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord) er
 	if ttl <= 0 {
 		return nil
 	}
+	s.tokens.mu.Lock()
+	set := s.tokens.byClient[rec.ClientID]
+	if set == nil {
+		set = make(map[TokenHash]struct{})
+		s.tokens.byClient[rec.ClientID] = set
+	}
+	set[key] = struct{}{}
+	s.tokens.mu.Unlock()
 	s.tokens.cache.Set(string(key[:]), &rec, ttl)
 	return nil
+}
+
+// RevokeToken implements TokenStore.
+func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error) {
+	_, live := s.tokens.cache.Get(string(key[:]))
+	s.tokens.cache.Delete(string(key[:])) // OnEvicted unindexes it
+	return live, nil
+}
+
+// RevokeClient implements TokenStore.
+func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
+	s.tokens.mu.Lock()
+	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
+	for k := range s.tokens.byClient[clientID] {
+		keys = append(keys, k)
+	}
+	s.tokens.mu.Unlock()
+	n := 0
+	for _, k := range keys {
+		if live, _ := s.RevokeToken(context.Background(), k); live {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Load implements TokenStore.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,7 +169,7 @@ func (s *RedisStore) options() (*redis.UniversalOptions, error) {
 		}
 		u, err := redis.ParseURL(s.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis store: bad url: %w", redactErr(err, s.Password))
+			return nil, fmt.Errorf("redis store: bad url: %w", redactErr(err, s.URL, s.Password))
 		}
 		opts.Addrs = []string{u.Addr}
 		opts.DB = u.DB
@@ -246,12 +247,21 @@ func (s *RedisStore) AddFailure(ctx context.Context, key string, window time.Dur
 	return s.conn.addFailure(ctx, key, window)
 }
 
-// redactErr removes a password from an error text.
-func redactErr(err error, password string) error {
-	if password == "" || !strings.Contains(err.Error(), password) {
+// redactErr removes secrets (a URL that may carry a password, a password)
+// from an error text.
+func redactErr(err error, secrets ...string) error {
+	text := err.Error()
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		text = strings.ReplaceAll(text, strconv.Quote(s), `"<redacted>"`)
+		text = strings.ReplaceAll(text, s, "<redacted>")
+	}
+	if text == err.Error() {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), password, "<redacted>"))
+	return errors.New(text)
 }
 
 // redisConn is the pooled part of a RedisStore: the client, the local
@@ -276,6 +286,9 @@ type redisConn struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+
+	psMu sync.Mutex
+	ps   *redis.PubSub // the live subscription, closed by Destruct to unblock it
 }
 
 func newRedisConn(opts *redis.UniversalOptions, prefix string, timeout, cacheTTL time.Duration, logger *zap.Logger) *redisConn {
@@ -305,6 +318,11 @@ func (c *redisConn) Destruct() error {
 	var err error
 	c.once.Do(func() {
 		c.cancel()
+		c.psMu.Lock()
+		if c.ps != nil {
+			_ = c.ps.Close()
+		}
+		c.psMu.Unlock()
 		<-c.done
 		err = c.client.Close()
 	})
@@ -440,7 +458,14 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 		}
 		n += int(d)
 	}
-	c.client.Del(ctx, ck)
+	if len(members) > 0 {
+		// Only the members read: a token saved meanwhile stays indexed.
+		args := make([]any, len(members))
+		for i, m := range members {
+			args[i] = m
+		}
+		c.client.ZRem(ctx, ck, args...)
+	}
 	c.publish(ctx, "c:"+clientID)
 	return n, nil
 }
@@ -495,7 +520,14 @@ func (c *redisConn) listen(ctx context.Context) {
 
 // listenOnce runs one subscription until it fails.
 func (c *redisConn) listenOnce(ctx context.Context) {
+	c.psMu.Lock()
+	if ctx.Err() != nil {
+		c.psMu.Unlock()
+		return
+	}
 	ps := c.client.Subscribe(ctx, c.channel)
+	c.ps = ps
+	c.psMu.Unlock()
 	defer ps.Close()
 	pingPending := false
 	for {
@@ -624,9 +656,11 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			if _, err := fmt.Sscan(v, &s.DB); err != nil || s.DB < 0 {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
 				return d.Errf("db: bad number %q", v)
 			}
+			s.DB = n
 		case "tls":
 			if d.NextArg() {
 				return d.ArgErr()

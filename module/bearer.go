@@ -29,7 +29,7 @@ func invalidToken(message string) *apiError {
 // b64token characters and nothing after it. A token in the query string is
 // refused, even beside a good header.
 func bearerToken(r *http.Request) (string, *apiError) {
-	if r.URL.RawQuery != "" && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+	if r.URL.RawQuery != "" && strings.ContainsAny(r.URL.RawQuery, "_%") && r.URL.Query().Has("access_token") {
 		return "", invalidToken("access token must be sent in the Authorization header, not the query string")
 	}
 	values := r.Header["Authorization"]
@@ -81,6 +81,17 @@ func isB64Token(s string) bool {
 	return true
 }
 
+// requiredScope is the scope a request to a protected path needs: that of
+// the first matching scope rule, else the method's.
+func (h *Handler) requiredScope(r *http.Request) string {
+	for i, m := range h.scopeMatch {
+		if h.matches(m, r) {
+			return h.ScopeRules[i].Scope
+		}
+	}
+	return requiredScope(r.Method)
+}
+
 // requiredScope is the scope a method needs on a protected path.
 func requiredScope(method string) string {
 	switch method {
@@ -126,7 +137,7 @@ func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next ca
 		aerr = invalidToken("invalid access token")
 	}
 	if aerr == nil {
-		if want := requiredScope(r.Method); !hasScope(rec.Scope, want) {
+		if want := h.requiredScope(r); !hasScope(rec.Scope, want) {
 			aerr = newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
 				"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
 		}

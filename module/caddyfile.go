@@ -1,8 +1,10 @@
 package outergate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -32,8 +34,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    client <id> <secret-hash> [<secret-hash>...] {
 //	        scope read
 //	    }
+//	    require_scope   <path-pattern>... <scope>
 //	    require_param   deviceid [<name>...] | off
 //	    identity_header X-Outer-Client-Id
+//	    throttle        10 1m | off
+//	    throttle_client 100 15m | off
+//	    max_tokens_per_client 100
 //	    error_code      <upstream-status> <code>
 //	    store           memory | <module> [<args...>] { ... }
 //	}
@@ -46,7 +52,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		switch sub {
-		case "client", "protect", "error_code", "require_param":
+		case "client", "protect", "error_code", "require_param", "require_scope":
+			// repeatable
 		default:
 			if seen[sub] {
 				return d.Errf("%s specified more than once", sub)
@@ -81,6 +88,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Scope = strings.Join(args, " ")
+		case "require_scope":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			h.ScopeRules = append(h.ScopeRules, ScopeRule{Scope: args[len(args)-1], Paths: args[:len(args)-1]})
 		case "client":
 			c, err := unmarshalClient(d)
 			if err != nil {
@@ -92,29 +105,49 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			if len(args) == 1 && args[0] == "off" {
-				h.RequireParams, h.RequireParamsOff = nil, true
+			if slices.Contains(args, "off") {
+				if len(args) > 1 || len(h.RequireParams) > 0 {
+					return d.Err("require_param off cannot be combined with parameter names")
+				}
+				h.RequireParamsOff = true
 				continue
+			}
+			if h.RequireParamsOff {
+				return d.Err("require_param off cannot be combined with parameter names")
 			}
 			h.RequireParams = append(h.RequireParams, args...)
-		case "throttle":
+		case "throttle", "throttle_client":
 			args := d.RemainingArgs()
-			if len(args) == 1 && args[0] == "off" {
-				h.ThrottleOff = true
-				continue
+			off := len(args) == 1 && args[0] == "off"
+			var n int
+			var window time.Duration
+			if !off {
+				if len(args) != 2 {
+					return d.ArgErr()
+				}
+				var err error
+				if n, err = strconv.Atoi(args[0]); err != nil || n <= 0 {
+					return d.Errf("%s: bad failure count %q", sub, args[0])
+				}
+				if window, err = caddy.ParseDuration(args[1]); err != nil || window <= 0 {
+					return d.Errf("%s: bad window %q", sub, args[1])
+				}
 			}
-			if len(args) != 2 {
+			if sub == "throttle" {
+				h.ThrottleOff, h.ThrottleFailures, h.ThrottleWindow = off, n, caddy.Duration(window)
+			} else {
+				h.ThrottleClientOff, h.ThrottleClientFailures, h.ThrottleClientWindow = off, n, caddy.Duration(window)
+			}
+		case "max_tokens_per_client":
+			var v string
+			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
-			n, err := strconv.Atoi(args[0])
+			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return d.Errf("throttle: bad failure count %q", args[0])
+				return d.Errf("max_tokens_per_client: bad number %q", v)
 			}
-			window, err := caddy.ParseDuration(args[1])
-			if err != nil || window <= 0 {
-				return d.Errf("throttle: bad window %q", args[1])
-			}
-			h.ThrottleFailures, h.ThrottleWindow = n, caddy.Duration(window)
+			h.MaxTokensPerClient = n
 		case "identity_header":
 			if !d.AllArgs(&h.IdentityHeader) {
 				return d.ArgErr()
@@ -149,9 +182,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}
-	}
-	if h.RequireParamsOff && len(h.RequireParams) > 0 {
-		return d.Err("require_param off cannot be combined with parameter names")
 	}
 	return nil
 }

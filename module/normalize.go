@@ -217,7 +217,7 @@ func upstreamMessage(h http.Header, body []byte) string {
 	}
 	for _, name := range [...]string{"message", "msg", "detail", "error"} {
 		var s string
-		if json.Unmarshal(fields[name], &s) == nil {
+		if json.Unmarshal(fields[name], &s) == nil && !looksLikeTrace(s) {
 			if s = cleanMessage(s); s != "" {
 				return s
 			}
@@ -226,10 +226,29 @@ func upstreamMessage(h http.Header, body []byte) string {
 	var meta struct {
 		Message string `json:"message"`
 	}
-	if json.Unmarshal(fields["meta"], &meta) == nil {
+	if json.Unmarshal(fields["meta"], &meta) == nil && !looksLikeTrace(meta.Message) {
 		return cleanMessage(meta.Message)
 	}
 	return ""
+}
+
+// traceMarks are pieces of the stack traces and exception dumps of common
+// backend stacks (Java, Python, Go, Node, .NET, PHP).
+var traceMarks = [...]string{
+	"Traceback (most recent call last)", "Exception", "exception:", "Stack trace", "stack trace",
+	"stacktrace", "goroutine ", "panic:", "\tat ", "    at ", ".java:", ".py\", line", ".php:",
+	".cs:line", ".go:",
+}
+
+// looksLikeTrace reports whether an upstream message carries a stack trace
+// or exception dump, which must not reach the client.
+func looksLikeTrace(s string) bool {
+	for _, m := range traceMarks {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanMessage drops markup (anything between '<' and '>') and control

@@ -25,14 +25,17 @@ func init() {
 
 // Defaults of the Handler's config (DESIGN.md).
 const (
-	DefaultTokenPath      = "/outer/token/"
-	DefaultProtect        = "/outer/device/*"
-	DefaultTokenTTL       = 36000 * time.Second
-	DefaultScope          = "read write groups"
-	DefaultRequireParam   = "deviceid"
-	DefaultIdentityHeader = "X-Outer-Client-Id"
-	DefaultThrottle       = 10
-	DefaultThrottleWindow = time.Minute
+	DefaultTokenPath            = "/outer/token/"
+	DefaultProtect              = "/outer/device/*"
+	DefaultTokenTTL             = 36000 * time.Second
+	DefaultScope                = "read write groups"
+	DefaultRequireParam         = "deviceid"
+	DefaultIdentityHeader       = "X-Outer-Client-Id"
+	DefaultThrottle             = 10
+	DefaultThrottleWindow       = time.Minute
+	DefaultThrottleClient       = 100
+	DefaultThrottleClientWindow = 15 * time.Minute
+	DefaultMaxTokensPerClient   = 100
 	// maxBodyBytes bounds every request body outergate reads (413 past it).
 	maxBodyBytes = 64 << 10
 )
@@ -62,6 +65,12 @@ type Handler struct {
 	// has no scope of its own. GET, HEAD and OPTIONS on protected paths need
 	// "read"; every other method needs "write". Default: "read write groups".
 	Scope string `json:"scope,omitempty"`
+
+	// ScopeRules override, per path pattern, the scope a request to a
+	// protected path needs; the first rule whose pattern matches wins.
+	// Default: none (GET, HEAD and OPTIONS need "read", other methods
+	// "write").
+	ScopeRules []ScopeRule `json:"scope_rules,omitempty"`
 
 	// Clients are the integrators allowed to obtain tokens.
 	Clients []Client `json:"clients,omitempty"`
@@ -101,10 +110,31 @@ type Handler struct {
 	// Default: false.
 	ThrottleOff bool `json:"throttle_off,omitempty"`
 
+	// ThrottleClientFailures is how many consecutive failed
+	// authentications a configured client id may suffer, from any address,
+	// within ThrottleClientWindow; past it, token requests for that client
+	// get 429 + 23029 until the window ends. A success resets the count.
+	// Default: 100 (NIST SP 800-63B §5.2.2's ceiling).
+	ThrottleClientFailures int `json:"throttle_client_failures,omitempty"`
+
+	// ThrottleClientWindow is the per-client counting window.
+	// Default: 15m.
+	ThrottleClientWindow caddy.Duration `json:"throttle_client_window,omitempty"`
+
+	// ThrottleClientOff disables the per-client lockout (Caddyfile
+	// `throttle_client off`). Default: false.
+	ThrottleClientOff bool `json:"throttle_client_off,omitempty"`
+
+	// MaxTokensPerClient bounds the live tokens of one client: issuing one
+	// more evicts that client's oldest, so a client looping on the token
+	// endpoint cannot grow the store without bound. Default: 100.
+	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
+
 	// StoreRaw is the token store, a module in the outergate.stores
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
 
+	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
 	store        TokenStore
 	tokenMatch   caddyhttp.MatchPath
 	protectMatch caddyhttp.MatchPath
@@ -114,6 +144,15 @@ type Handler struct {
 	identityKey  string // identity header, lower case, '_' as '-'
 	ttl          time.Duration
 	logger       *zap.Logger
+}
+
+// ScopeRule names the scope that requests to some protected paths need,
+// whatever their method.
+type ScopeRule struct {
+	// Paths are path patterns, in Caddy path matcher syntax.
+	Paths []string `json:"paths"`
+	// Scope is the one scope a token must carry for these paths.
+	Scope string `json:"scope"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -156,6 +195,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ThrottleWindow == 0 {
 		h.ThrottleWindow = caddy.Duration(DefaultThrottleWindow)
 	}
+	if h.ThrottleClientFailures == 0 {
+		h.ThrottleClientFailures = DefaultThrottleClient
+	}
+	if h.ThrottleClientWindow == 0 {
+		h.ThrottleClientWindow = caddy.Duration(DefaultThrottleClientWindow)
+	}
+	if h.MaxTokensPerClient == 0 {
+		h.MaxTokensPerClient = DefaultMaxTokensPerClient
+	}
 
 	h.tokenMatch = caddyhttp.MatchPath{h.TokenPath}
 	if trimmed := strings.TrimSuffix(h.TokenPath, "/"); trimmed != h.TokenPath && trimmed != "" {
@@ -173,6 +221,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if err := h.protectMatch.Provision(ctx); err != nil {
 		return err
+	}
+
+	h.scopeMatch = nil
+	for i, rule := range h.ScopeRules {
+		if len(rule.Paths) == 0 || rule.Scope == "" || strings.ContainsRune(rule.Scope, ' ') {
+			return fmt.Errorf("scope rule %d: needs paths and one scope", i)
+		}
+		m := caddyhttp.MatchPath(append([]string(nil), rule.Paths...))
+		if err := m.Provision(ctx); err != nil {
+			return err
+		}
+		h.scopeMatch = append(h.scopeMatch, m)
 	}
 
 	if err := h.provisionClients(); err != nil {
@@ -244,8 +304,11 @@ func (h *Handler) Validate() error {
 	if h.ttl < time.Second {
 		return fmt.Errorf("token_ttl must be at least 1s, got %s", h.ttl)
 	}
-	if h.ThrottleFailures < 0 || h.ThrottleWindow < 0 {
+	if h.ThrottleFailures < 0 || h.ThrottleWindow < 0 || h.ThrottleClientFailures < 0 || h.ThrottleClientWindow < 0 {
 		return fmt.Errorf("throttle: failures and window must be positive")
+	}
+	if h.MaxTokensPerClient < 0 {
+		return fmt.Errorf("max_tokens_per_client must be positive, got %d", h.MaxTokensPerClient)
 	}
 	for status, code := range h.ErrorCodes {
 		if status < 400 || status > 599 {

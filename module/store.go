@@ -29,14 +29,20 @@ type TokenRecord struct {
 	ClientID string `json:"c"`
 	// Scope is the space-separated scope the token carries.
 	Scope string `json:"s"`
-	// IssuedAt and ExpiresAt are Unix seconds.
+	// IssuedAt and ExpiresAt are Unix milliseconds, so that a token
+	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
 }
 
 // expired reports whether the token is past its lifetime at now.
 func (r *TokenRecord) expired(now time.Time) bool {
-	return now.Unix() >= r.ExpiresAt
+	return now.UnixMilli() >= r.ExpiresAt
+}
+
+// ttl is the token's remaining lifetime.
+func (r *TokenRecord) ttl() time.Duration {
+	return time.Until(time.UnixMilli(r.ExpiresAt))
 }
 
 // ErrStoreUnavailable wraps every failure of a store to answer (as opposed to
@@ -46,8 +52,10 @@ var ErrStoreUnavailable = errors.New("token store unavailable")
 // TokenStore is the interface of the guest modules in the outergate.stores
 // namespace. Implementations must be safe for concurrent use.
 type TokenStore interface {
-	// Save keeps rec under key until rec.ExpiresAt.
-	Save(ctx context.Context, key TokenHash, rec TokenRecord) error
+	// Save keeps rec under key until rec.ExpiresAt. With maxPerClient > 0
+	// it then evicts the client's oldest tokens until no more than
+	// maxPerClient are live.
+	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
@@ -57,10 +65,14 @@ type TokenStore interface {
 	// RevokeClient deletes every live token of a client and returns how
 	// many there were.
 	RevokeClient(ctx context.Context, clientID string) (int, error)
+	// CountClient returns how many live tokens a client has.
+	CountClient(ctx context.Context, clientID string) (int, error)
 	// Failures returns how many failures were counted under key in the
 	// current window, and when that window ends.
 	Failures(ctx context.Context, key string) (int, time.Time, error)
 	// AddFailure counts one failure under key; a new window of the given
 	// length starts with the first failure.
 	AddFailure(ctx context.Context, key string, window time.Duration) error
+	// ResetFailures forgets the failures counted under key.
+	ResetFailures(ctx context.Context, key string) error
 }

@@ -1,7 +1,9 @@
 package outergate
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,10 +37,11 @@ type MemoryStore struct {
 type memoryTokens struct {
 	cache    *cache.Cache // string(TokenHash) -> *TokenRecord
 	failures *cache.Cache // key -> *failureWindow
-	mu       sync.Mutex   // guards byClient and AddFailure's read-modify-write
+	mu       sync.Mutex   // guards byClient and the failure windows
 
-	// byClient indexes the live tokens of each client, for revocation.
-	byClient map[string]map[TokenHash]struct{}
+	// byClient indexes the tokens of each client with their expiry (Unix
+	// ms), for revocation, counting and the per-client cap.
+	byClient map[string]map[TokenHash]int64
 }
 
 // newMemoryTokens returns an empty process-wide token cache whose index
@@ -48,7 +51,7 @@ func newMemoryTokens() *memoryTokens {
 		// Expired tokens are refused on read; the janitor frees memory.
 		cache:    cache.New(cache.NoExpiration, time.Minute),
 		failures: cache.New(cache.NoExpiration, time.Minute),
-		byClient: make(map[string]map[TokenHash]struct{}),
+		byClient: make(map[string]map[TokenHash]int64),
 	}
 	m.cache.OnEvicted(func(k string, v any) {
 		m.mu.Lock()
@@ -58,6 +61,7 @@ func newMemoryTokens() *memoryTokens {
 	return m
 }
 
+// unindex removes a token from its client's index; m.mu must be held.
 func (m *memoryTokens) unindex(clientID string, key TokenHash) {
 	if set := m.byClient[clientID]; set != nil {
 		delete(set, key)
@@ -96,7 +100,6 @@ func (s *MemoryStore) Provision(ctx caddy.Context) error {
 	}
 	s.key = "memory/" + s.Name
 	val, _, err := memoryStores.LoadOrNew(s.key, func() (caddy.Destructor, error) {
-		// Expired tokens are refused on read; the janitor only frees memory.
 		return newMemoryTokens(), nil
 	})
 	if err != nil {
@@ -113,21 +116,64 @@ func (s *MemoryStore) Cleanup() error {
 }
 
 // Save implements TokenStore.
-func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord) error {
-	ttl := time.Until(time.Unix(rec.ExpiresAt, 0))
+func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+	ttl := rec.ttl()
 	if ttl <= 0 {
 		return nil
 	}
-	s.tokens.mu.Lock()
-	set := s.tokens.byClient[rec.ClientID]
+	m := s.tokens
+	m.mu.Lock()
+	set := m.byClient[rec.ClientID]
 	if set == nil {
-		set = make(map[TokenHash]struct{})
-		s.tokens.byClient[rec.ClientID] = set
+		set = make(map[TokenHash]int64)
+		m.byClient[rec.ClientID] = set
 	}
-	set[key] = struct{}{}
-	s.tokens.mu.Unlock()
-	s.tokens.cache.Set(string(key[:]), &rec, ttl)
+	set[key] = rec.ExpiresAt
+	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli())
+	m.mu.Unlock()
+
+	m.cache.Set(string(key[:]), &rec, ttl)
+	for _, v := range victims {
+		m.cache.Delete(string(v[:])) // OnEvicted unindexes it
+	}
 	return nil
+}
+
+// oldestBeyond returns the tokens of set to evict so that at most max
+// unexpired ones remain, oldest (soonest to expire) first. With max <= 0
+// there is no cap.
+func oldestBeyond(set map[TokenHash]int64, max int, nowMs int64) []TokenHash {
+	if max <= 0 || len(set) <= max {
+		return nil
+	}
+	type entry struct {
+		key TokenHash
+		exp int64
+	}
+	live := make([]entry, 0, len(set))
+	for k, exp := range set {
+		if exp > nowMs {
+			live = append(live, entry{k, exp})
+		}
+	}
+	if len(live) <= max {
+		return nil
+	}
+	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.exp, b.exp) })
+	victims := make([]TokenHash, 0, len(live)-max)
+	for _, e := range live[:len(live)-max] {
+		victims = append(victims, e.key)
+	}
+	return victims
+}
+
+// Load implements TokenStore.
+func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool, error) {
+	v, ok := s.tokens.cache.Get(string(key[:]))
+	if !ok {
+		return TokenRecord{}, false, nil
+	}
+	return *v.(*TokenRecord), true, nil
 }
 
 // RevokeToken implements TokenStore.
@@ -138,7 +184,7 @@ func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error
 }
 
 // RevokeClient implements TokenStore.
-func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
+func (s *MemoryStore) RevokeClient(ctx context.Context, clientID string) (int, error) {
 	s.tokens.mu.Lock()
 	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
 	for k := range s.tokens.byClient[clientID] {
@@ -147,20 +193,25 @@ func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, err
 	s.tokens.mu.Unlock()
 	n := 0
 	for _, k := range keys {
-		if live, _ := s.RevokeToken(context.Background(), k); live {
+		if live, _ := s.RevokeToken(ctx, k); live {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// Load implements TokenStore.
-func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool, error) {
-	v, ok := s.tokens.cache.Get(string(key[:]))
-	if !ok {
-		return TokenRecord{}, false, nil
+// CountClient implements TokenStore.
+func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, error) {
+	now := time.Now().UnixMilli()
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	n := 0
+	for _, exp := range s.tokens.byClient[clientID] {
+		if exp > now {
+			n++
+		}
 	}
-	return *v.(*TokenRecord), true, nil
+	return n, nil
 }
 
 // Failures implements TokenStore.
@@ -184,6 +235,12 @@ func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Dura
 		return nil
 	}
 	s.tokens.failures.Set(key, &failureWindow{n: 1, end: time.Now().Add(window)}, window)
+	return nil
+}
+
+// ResetFailures implements TokenStore.
+func (s *MemoryStore) ResetFailures(_ context.Context, key string) error {
+	s.tokens.failures.Delete(key)
 	return nil
 }
 

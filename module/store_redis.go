@@ -218,8 +218,23 @@ func (s *RedisStore) Cleanup() error {
 }
 
 // Save implements TokenStore.
-func (s *RedisStore) Save(ctx context.Context, key TokenHash, rec TokenRecord) error {
-	return s.conn.save(ctx, key, rec)
+func (s *RedisStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+	return s.conn.save(ctx, key, rec, maxPerClient)
+}
+
+// CountClient implements TokenStore.
+func (s *RedisStore) CountClient(ctx context.Context, clientID string) (int, error) {
+	return s.conn.countClient(ctx, clientID)
+}
+
+// ResetFailures implements TokenStore.
+func (s *RedisStore) ResetFailures(ctx context.Context, key string) error {
+	ctx, cancel := s.conn.op(ctx)
+	defer cancel()
+	if err := s.conn.client.Del(ctx, s.conn.failureKey(key)).Err(); err != nil {
+		return unavailable("reset failures", err)
+	}
+	return nil
 }
 
 // Load implements TokenStore.
@@ -354,9 +369,10 @@ func unavailable(what string, err error) error {
 // save writes the client index entry and the token in one MULTI/EXEC
 // (per hash slot on a Cluster, where the index goes first: a crash between
 // the two leaves an index entry without a token, never a token that
-// revocation cannot find).
-func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord) error {
-	ttl := time.Until(time.Unix(rec.ExpiresAt, 0))
+// revocation cannot find), then evicts the client's oldest tokens beyond
+// maxPerClient.
+func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+	ttl := rec.ttl()
 	if ttl <= 0 {
 		return nil
 	}
@@ -369,7 +385,7 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord) er
 	ck := c.clientKey(rec.ClientID)
 	member := hex.EncodeToString(key[:])
 	_, err = c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRemRangeByScore(ctx, ck, "-inf", fmt.Sprint(time.Now().Unix()))
+		p.ZRemRangeByScore(ctx, ck, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
 		p.ZAdd(ctx, ck, redis.Z{Score: float64(rec.ExpiresAt), Member: member})
 		// The index lives as long as its longest-lived token (Redis >= 7.0).
 		p.ExpireNX(ctx, ck, ttl+time.Second)
@@ -380,7 +396,41 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord) er
 	if err != nil {
 		return unavailable("save", err)
 	}
+	if maxPerClient <= 0 {
+		return nil
+	}
+	victims, err := capScript.Run(ctx, c.client, []string{ck}, maxPerClient).StringSlice()
+	if err != nil {
+		return unavailable("cap", err)
+	}
+	for _, v := range victims {
+		if err := c.client.Del(ctx, c.prefix+"t:"+v).Err(); err != nil {
+			return unavailable("cap", err)
+		}
+		c.publish(ctx, "t:"+v)
+	}
 	return nil
+}
+
+// capScript pops the oldest members of a client index beyond ARGV[1], in
+// one step, so that concurrent issuers never evict more than needed.
+var capScript = redis.NewScript(`
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if over <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', KEYS[1], over)
+local out = {}
+for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+return out`)
+
+// countClient counts a client's live tokens from its index.
+func (c *redisConn) countClient(ctx context.Context, clientID string) (int, error) {
+	ctx, cancel := c.op(ctx)
+	defer cancel()
+	n, err := c.client.ZCount(ctx, c.clientKey(clientID), "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
+	if err != nil {
+		return 0, unavailable("count", err)
+	}
+	return int(n), nil
 }
 
 // load reads a token, from the local cache while the invalidation
@@ -407,7 +457,7 @@ func (c *redisConn) load(ctx context.Context, key TokenHash) (TokenRecord, bool,
 		return TokenRecord{}, false, unavailable("load", fmt.Errorf("corrupt record: %w", err))
 	}
 	if listening && c.listening.Load() && c.gen.Load() == gen {
-		ttl := min(c.cacheTTL, time.Until(time.Unix(rec.ExpiresAt, 0)))
+		ttl := min(c.cacheTTL, rec.ttl())
 		if ttl > 0 {
 			c.cache.Set(string(key[:]), &rec, ttl)
 		}

@@ -91,7 +91,7 @@ func redisTestToken(t *testing.T) (string, TokenHash) {
 // record has whole seconds).
 func redisTestRecord(client string, life time.Duration) TokenRecord {
 	now := time.Now()
-	return TokenRecord{ClientID: client, Scope: "read write", IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix()}
+	return TokenRecord{ClientID: client, Scope: "read write", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(life).UnixMilli()}
 }
 
 // redisTestSave saves a new token of client on s and returns its hash.
@@ -99,7 +99,7 @@ func redisTestSave(t *testing.T, s *RedisStore, client string, life time.Duratio
 	t.Helper()
 	_, key := redisTestToken(t)
 	rec := redisTestRecord(client, life)
-	if err := s.Save(context.Background(), key, rec); err != nil {
+	if err := s.Save(context.Background(), key, rec, 0); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
 	return key, rec
@@ -207,10 +207,10 @@ func TestRedisStoreSaveLoad(t *testing.T) {
 		s := redisTestInstance(t, rd, 0, -1) // no cache: nothing but Redis
 		token, key := redisTestToken(t)
 		rec := redisTestRecord("keys-client", 90*time.Second)
-		if err := s.Save(ctx, key, rec); err != nil {
+		if err := s.Save(ctx, key, rec, 0); err != nil {
 			t.Fatal(err)
 		}
-		remaining := time.Until(time.Unix(rec.ExpiresAt, 0))
+		remaining := time.Until(time.UnixMilli(rec.ExpiresAt))
 		keys, err := insp.Keys(ctx, "*").Result()
 		if err != nil {
 			t.Fatal(err)
@@ -280,10 +280,10 @@ func TestRedisStoreSaveLoad(t *testing.T) {
 
 	t.Run("save with ExpiresAt in the past stores nothing", func(t *testing.T) {
 		s := redisTestInstance(t, rd, 0, 0)
-		for _, exp := range []int64{time.Now().Unix() - 10, time.Now().Unix(), 0} {
+		for _, exp := range []int64{time.Now().UnixMilli() - 10000, time.Now().UnixMilli(), 0} {
 			_, key := redisTestToken(t)
-			rec := TokenRecord{ClientID: "past-client", Scope: "read", IssuedAt: time.Now().Unix() - 20, ExpiresAt: exp}
-			if err := s.Save(ctx, key, rec); err != nil {
+			rec := TokenRecord{ClientID: "past-client", Scope: "read", IssuedAt: time.Now().UnixMilli() - 20000, ExpiresAt: exp}
+			if err := s.Save(ctx, key, rec, 0); err != nil {
 				t.Fatalf("Save(ExpiresAt=%d): %v", exp, err)
 			}
 			if n := insp.Exists(ctx, "outergate:t:"+hex.EncodeToString(key[:]), "outergate:c:past-client").Val(); n != 0 {
@@ -298,11 +298,11 @@ func TestRedisStoreSaveLoad(t *testing.T) {
 	t.Run("load after expiry is not found", func(t *testing.T) {
 		s := redisTestInstance(t, rd, 0, -1) // no cache: Redis expiry only
 		_, key := redisTestToken(t)
-		rec := TokenRecord{ClientID: "exp-client", Scope: "read", IssuedAt: time.Now().Unix(), ExpiresAt: time.Now().Unix() + 1}
-		if err := s.Save(ctx, key, rec); err != nil {
+		rec := TokenRecord{ClientID: "exp-client", Scope: "read", IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().UnixMilli() + 1000}
+		if err := s.Save(ctx, key, rec, 0); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Until(time.Unix(rec.ExpiresAt, 0)) + 20*time.Millisecond)
+		time.Sleep(time.Until(time.UnixMilli(rec.ExpiresAt)) + 20*time.Millisecond)
 		if got, found := redisTestMustLoad(t, s, key); found {
 			t.Fatalf("Load after expiry = %+v, found", got)
 		}
@@ -437,14 +437,14 @@ func TestRedisStoreRevocationCounts(t *testing.T) {
 			}
 		}},
 		{"RevokeClient does not count an expired token", func(t *testing.T, client string) {
-			rec := TokenRecord{ClientID: client, Scope: "read", IssuedAt: time.Now().Unix(), ExpiresAt: time.Now().Unix() + 1}
+			rec := TokenRecord{ClientID: client, Scope: "read", IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().UnixMilli() + 1000}
 			_, short := redisTestToken(t)
-			if err := s.Save(ctx, short, rec); err != nil {
+			if err := s.Save(ctx, short, rec, 0); err != nil {
 				t.Fatal(err)
 			}
 			redisTestSave(t, s, client, time.Hour)
 			redisTestSave(t, s, client, time.Hour)
-			time.Sleep(time.Until(time.Unix(rec.ExpiresAt, 0)) + 20*time.Millisecond)
+			time.Sleep(time.Until(time.UnixMilli(rec.ExpiresAt)) + 20*time.Millisecond)
 			if n, err := s.RevokeClient(ctx, client); err != nil || n != 2 {
 				t.Fatalf("RevokeClient = %d, %v; want 2", n, err)
 			}
@@ -479,7 +479,7 @@ func TestRedisStoreRevokeClientKeepsConcurrentTokenIndexed(t *testing.T) {
 		if cmd.Name() == "del" && strings.HasPrefix(cmd.Args()[1].(string), "outergate:t:") {
 			once.Do(func() {
 				fired = true
-				if err := b.Save(ctx, k2, redisTestRecord(client, time.Hour)); err != nil {
+				if err := b.Save(ctx, k2, redisTestRecord(client, time.Hour), 0); err != nil {
 					t.Errorf("concurrent Save: %v", err)
 				}
 			})
@@ -619,9 +619,9 @@ func TestRedisStoreCacheNeverOutlivesToken(t *testing.T) {
 			redisTestWaitListening(t, b.conn)
 
 			_, key := redisTestToken(t)
-			rec := TokenRecord{ClientID: "short", Scope: "read", IssuedAt: time.Now().Unix(), ExpiresAt: time.Now().Unix() + 2}
-			end := time.Unix(rec.ExpiresAt, 0)
-			if err := a.Save(context.Background(), key, rec); err != nil {
+			rec := TokenRecord{ClientID: "short", Scope: "read", IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().UnixMilli() + 2000}
+			end := time.UnixMilli(rec.ExpiresAt)
+			if err := a.Save(context.Background(), key, rec, 0); err != nil {
 				t.Fatal(err)
 			}
 			if _, found := redisTestMustLoad(t, b, key); !found {
@@ -761,7 +761,7 @@ func TestRedisStoreLoadCacheGuard(t *testing.T) {
 			redisTestWaitListening(t, c)
 			_, key := redisTestToken(t)
 			rec := redisTestRecord("guard-client", time.Hour)
-			if err := c.save(ctx, key, rec); err != nil {
+			if err := c.save(ctx, key, rec, 0); err != nil {
 				t.Fatal(err)
 			}
 			if tc.before != nil {
@@ -841,7 +841,7 @@ func TestRedisStoreFailsClosedAndRecovers(t *testing.T) {
 					}
 					return err
 				}},
-				{"Save", func() error { return s.Save(ctx, fresh, redisTestRecord("down-client", time.Hour)) }},
+				{"Save", func() error { return s.Save(ctx, fresh, redisTestRecord("down-client", time.Hour), 0) }},
 				{"Failures", func() error { _, _, err := s.Failures(ctx, "down-key"); return err }},
 				{"AddFailure", func() error { return s.AddFailure(ctx, "down-key", time.Minute) }},
 				{"RevokeToken", func() error { _, err := s.RevokeToken(ctx, unknown); return err }},
@@ -1424,7 +1424,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		wp := redisTestProvision(t, w)
-		err := wp.Save(context.Background(), key, rec)
+		err := wp.Save(context.Background(), key, rec, 0)
 		if !errors.Is(err, ErrStoreUnavailable) {
 			t.Errorf("Save with a wrong password: %v, want ErrStoreUnavailable", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,8 +41,8 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 		return h.respond(w, newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
 			"method not allowed: use POST", "Allow", http.MethodPost))
 	}
-	throttleKey := "ip:" + clientIP(r)
-	if aerr, err := h.throttled(r, throttleKey); err != nil {
+	ipKey := "ip:" + clientIP(r)
+	if aerr, err := h.throttled(r, h.addressThrottle(), ipKey); err != nil {
 		return h.storeError(w, "reading failure count", err)
 	} else if aerr != nil {
 		h.logRefusal(r, "token request throttled", aerr)
@@ -53,15 +52,35 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	if aerr != nil {
 		h.logRefusal(r, "token request refused", aerr)
 		if aerr.code == CodeClientAuthFailed {
-			if err := h.countFailure(r, throttleKey); err != nil {
+			if err := h.countFailure(r, h.addressThrottle(), ipKey); err != nil {
 				return h.storeError(w, "counting failure", err)
 			}
 		}
 		return h.respond(w, aerr)
 	}
+	// Per-client lockout applies to configured clients only, so that
+	// random ids cannot fill the store with counters.
+	clientKey := ""
+	clientFailures := 0
+	if _, known := h.clients[req.clientID]; known {
+		clientKey = "client:" + req.clientID
+		n, aerr, err := h.checkThrottle(r, h.clientThrottle(), clientKey)
+		if err != nil {
+			return h.storeError(w, "reading failure count", err)
+		}
+		if aerr != nil {
+			h.logRefusal(r, "token request throttled", aerr, zap.String("client_id", req.clientID))
+			return h.respond(w, aerr)
+		}
+		clientFailures = n
+	}
 	client, ok := h.authenticate(req.clientID, req.clientSecret)
 	if !ok {
-		if err := h.countFailure(r, throttleKey); err != nil {
+		err := h.countFailure(r, h.addressThrottle(), ipKey)
+		if err == nil && clientKey != "" {
+			err = h.countFailure(r, h.clientThrottle(), clientKey)
+		}
+		if err != nil {
 			return h.storeError(w, "counting failure", err)
 		}
 		e := newAPIError(http.StatusUnauthorized, CodeClientAuthFailed, "client authentication failed")
@@ -71,6 +90,12 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("client authentication failed",
 			zap.String("client_id", req.clientID), zap.String("remote_ip", clientIP(r)))
 		return h.respond(w, e)
+	}
+	if clientFailures > 0 {
+		// NIST SP 800-63B counts consecutive failures: a success resets.
+		if err := h.store.ResetFailures(r.Context(), clientKey); err != nil {
+			return h.storeError(w, "resetting failure count", err)
+		}
 	}
 	scope, aerr := grantScope(client.scopes, req.scope)
 	if aerr != nil {
@@ -83,8 +108,8 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := time.Now()
 	key := hashToken(token)
-	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.Unix(), ExpiresAt: now.Add(h.ttl).Unix()}
-	if err := h.store.Save(r.Context(), key, rec); err != nil {
+	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(h.ttl).UnixMilli()}
+	if err := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient); err != nil {
 		return h.storeError(w, "saving token", err)
 	}
 	h.logger.Info("token issued",
@@ -98,33 +123,6 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 		ExpiresIn:   int64(h.ttl / time.Second),
 		Scope:       scope,
 	})
-}
-
-// throttled answers 429 + 23029 when key has used up its failures.
-func (h *Handler) throttled(r *http.Request, key string) (*apiError, error) {
-	if h.ThrottleOff {
-		return nil, nil
-	}
-	n, end, err := h.store.Failures(r.Context(), key)
-	if err != nil || n < h.ThrottleFailures {
-		return nil, err
-	}
-	wait := time.Until(end)
-	if wait <= 0 {
-		return nil, nil
-	}
-	secs := int64((wait + time.Second - 1) / time.Second)
-	return newAPIError(http.StatusTooManyRequests, CodeTooManyFailures,
-		"too many failed client authentications; retry later",
-		"Retry-After", strconv.FormatInt(secs, 10)), nil
-}
-
-// countFailure counts one failed client authentication under key.
-func (h *Handler) countFailure(r *http.Request, key string) error {
-	if h.ThrottleOff {
-		return nil
-	}
-	return h.store.AddFailure(r.Context(), key, time.Duration(h.ThrottleWindow))
 }
 
 // parseTokenRequest reads a token request per RFC 6749 §4.4 and §2.3: a form
@@ -251,6 +249,9 @@ func (h *Handler) authenticate(id, secret string) (*Client, bool) {
 func grantScope(allowed []string, requested string) (string, *apiError) {
 	if requested == "" {
 		return strings.Join(allowed, " "), nil
+	}
+	if strings.TrimSpace(requested) == "" {
+		return "", badRequest("invalid scope")
 	}
 	var granted []string
 	for s := range strings.FieldsSeq(requested) {

@@ -1,0 +1,306 @@
+package outergate
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// provisionMemory provisions a MemoryStore with the given name; the caller
+// cleans it up.
+func provisionMemory(t *testing.T, name string) *MemoryStore {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	s := &MemoryStore{Name: name}
+	if err := s.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	return s
+}
+
+func liveRecord(client string, ttl time.Duration) TokenRecord {
+	now := time.Now()
+	return TokenRecord{ClientID: client, Scope: "read write", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}
+}
+
+func TestMemoryStoreSharing(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		nameA     string
+		nameB     string
+		wantShare bool
+	}{
+		{name: "same name shares tokens (a reload keeps them)", nameA: "share-same", nameB: "share-same", wantShare: true},
+		{name: "different names do not share", nameA: "share-a", nameB: "share-b", wantShare: false},
+		{name: "default name is shared", nameA: "", nameB: "default", wantShare: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := provisionMemory(t, tc.nameA)
+			b := provisionMemory(t, tc.nameB)
+			defer a.Cleanup()
+			defer b.Cleanup()
+
+			key := hashToken("token-" + t.Name())
+			want := liveRecord("app", time.Hour)
+			if err := a.Save(ctx, key, want, 0); err != nil {
+				t.Fatal(err)
+			}
+			got, found, err := b.Load(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found != tc.wantShare {
+				t.Fatalf("token saved in %q found in %q: %v, want %v", tc.nameA, tc.nameB, found, tc.wantShare)
+			}
+			if found && got != want {
+				t.Fatalf("loaded %+v, want %+v", got, want)
+			}
+			failKey := "ip:" + t.Name()
+			if err := a.AddFailure(ctx, failKey, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			n, _, err := b.Failures(ctx, failKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (n == 1) != tc.wantShare {
+				t.Fatalf("failure counted in %q seen %d times in %q", tc.nameA, n, tc.nameB)
+			}
+		})
+	}
+}
+
+func TestMemoryStoreReloadKeepsTokens(t *testing.T) {
+	// Caddy provisions the new config before it cleans up the old one.
+	ctx := context.Background()
+	old := provisionMemory(t, "reload")
+	key := hashToken("survives-reload")
+	if err := old.Save(ctx, key, liveRecord("app", time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	next := provisionMemory(t, "reload")
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := next.Load(ctx, key); !found {
+		t.Fatal("token lost across a reload")
+	}
+	if err := next.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMemoryStorePoolEntryGoneAfterCleanup(t *testing.T) {
+	ctx := context.Background()
+	a := provisionMemory(t, "pool-entry")
+	b := provisionMemory(t, "pool-entry")
+	key := "memory/pool-entry"
+	if refs, ok := memoryStores.References(key); !ok || refs != 2 {
+		t.Fatalf("references = %d, %v; want 2", refs, ok)
+	}
+	tok := hashToken("pool-entry-token")
+	if err := a.Save(ctx, tok, liveRecord("app", time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if refs, ok := memoryStores.References(key); !ok || refs != 1 {
+		t.Fatalf("after one cleanup references = %d, %v; want 1", refs, ok)
+	}
+	if err := b.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if refs, ok := memoryStores.References(key); ok || refs != 0 {
+		t.Fatalf("after both cleanups references = %d, %v; want the entry gone", refs, ok)
+	}
+	c := provisionMemory(t, "pool-entry")
+	defer c.Cleanup()
+	if _, found, _ := c.Load(ctx, tok); found {
+		t.Fatal("a fresh store after the last cleanup still holds the old token")
+	}
+}
+
+func TestMemoryStoreSaveAndLoad(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		rec       TokenRecord
+		wantFound bool
+	}{
+		{name: "live token is kept", rec: liveRecord("app", time.Hour), wantFound: true},
+		{name: "past expiry stores nothing", rec: TokenRecord{ClientID: "app", IssuedAt: now.Add(-time.Hour).UnixMilli(), ExpiresAt: now.Add(-time.Second).UnixMilli()}},
+		{name: "zero expiry stores nothing", rec: TokenRecord{ClientID: "app"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := provisionMemory(t, "save-"+tc.name)
+			defer s.Cleanup()
+			key := hashToken(tc.name)
+			if err := s.Save(ctx, key, tc.rec, 0); err != nil {
+				t.Fatal(err)
+			}
+			got, found, err := s.Load(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found != tc.wantFound {
+				t.Fatalf("found = %v, want %v", found, tc.wantFound)
+			}
+			if found && got != tc.rec {
+				t.Fatalf("loaded %+v, want %+v", got, tc.rec)
+			}
+			if n := s.tokens.cache.ItemCount(); n != map[bool]int{true: 1, false: 0}[tc.wantFound] {
+				t.Fatalf("cache holds %d items", n)
+			}
+			if _, found, _ := s.Load(ctx, hashToken("other")); found {
+				t.Fatal("unknown token found")
+			}
+		})
+	}
+}
+
+func TestMemoryStoreLoadAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "expiry")
+	defer s.Cleanup()
+	key := hashToken("short-lived")
+	exp := time.Now().UnixMilli() + 1000
+	if err := s.Save(ctx, key, TokenRecord{ClientID: "app", IssuedAt: exp - 1000, ExpiresAt: exp}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := s.Load(ctx, key); !found && time.Now().UnixMilli() < exp {
+		t.Fatal("token missing before its expiry")
+	}
+	time.Sleep(time.Until(time.UnixMilli(exp)) + 20*time.Millisecond)
+	if _, found, _ := s.Load(ctx, key); found {
+		t.Fatal("token still loads after its expiry")
+	}
+}
+
+func TestMemoryStoreFailures(t *testing.T) {
+	ctx := context.Background()
+	type step struct {
+		add    int           // failures to add now
+		window time.Duration // window given to AddFailure
+		sleep  time.Duration // then wait
+		wantN  int           // then Failures returns
+		// wantEndMin and wantEndMax bound time.Until(end) when wantN > 0
+		wantEndMin, wantEndMax time.Duration
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{name: "no failures", steps: []step{{wantN: 0}}},
+		{name: "failures add up inside the window", steps: []step{
+			{add: 1, window: time.Hour, wantN: 1, wantEndMin: 59 * time.Minute, wantEndMax: time.Hour},
+			{add: 4, window: time.Hour, wantN: 5, wantEndMin: 59 * time.Minute, wantEndMax: time.Hour},
+		}},
+		{name: "the window starts with the first failure and is not extended", steps: []step{
+			{add: 1, window: time.Second, sleep: 300 * time.Millisecond, wantN: 1, wantEndMin: 0, wantEndMax: 700 * time.Millisecond},
+			{add: 1, window: time.Second, wantN: 2, wantEndMin: 0, wantEndMax: 700 * time.Millisecond},
+		}},
+		{name: "the count ends with the window", steps: []step{
+			{add: 3, window: 100 * time.Millisecond, sleep: 150 * time.Millisecond, wantN: 0},
+		}},
+		{name: "a failure after the window starts a new one", steps: []step{
+			{add: 3, window: 100 * time.Millisecond, sleep: 150 * time.Millisecond, wantN: 0},
+			{add: 1, window: time.Hour, wantN: 1, wantEndMin: 59 * time.Minute, wantEndMax: time.Hour},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := provisionMemory(t, "failures-"+tc.name)
+			defer s.Cleanup()
+			const key = "ip:192.0.2.1"
+			for i, st := range tc.steps {
+				for range st.add {
+					if err := s.AddFailure(ctx, key, st.window); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(st.sleep)
+				n, end, err := s.Failures(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != st.wantN {
+					t.Fatalf("step %d: %d failures, want %d", i, n, st.wantN)
+				}
+				if n > 0 {
+					if d := time.Until(end); d < st.wantEndMin || d > st.wantEndMax {
+						t.Fatalf("step %d: window ends in %v, want %v..%v", i, d, st.wantEndMin, st.wantEndMax)
+					}
+				}
+				if other, _, _ := s.Failures(ctx, "ip:198.51.100.1"); other != 0 {
+					t.Fatalf("step %d: another key has %d failures", i, other)
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryStoreConcurrentFailures(t *testing.T) {
+	ctx := context.Background()
+	a := provisionMemory(t, "concurrent")
+	b := provisionMemory(t, "concurrent")
+	defer a.Cleanup()
+	defer b.Cleanup()
+	var wg sync.WaitGroup
+	for i := range 100 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			_ = s.AddFailure(ctx, "ip:x", time.Hour)
+			_, _, _ = s.Failures(ctx, "ip:x")
+			_ = s.Save(ctx, hashToken(string(rune('a'+i%26))+time.Now().String()), liveRecord("app", time.Hour), 0)
+		})
+	}
+	wg.Wait()
+	if n, _, _ := a.Failures(ctx, "ip:x"); n != 100 {
+		t.Fatalf("%d failures counted, want 100", n)
+	}
+}
+
+func TestMemoryStoreRevoke(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "revoke")
+	defer s.Cleanup()
+	keys := map[string]TokenHash{}
+	for _, name := range []string{"a1", "a2", "a3", "b1"} {
+		keys[name] = hashToken(name)
+		if err := s.Save(ctx, keys[name], liveRecord(name[:1], time.Hour), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, err := s.RevokeToken(ctx, keys["a1"]); err != nil || !live {
+		t.Fatalf("RevokeToken(live) = %v, %v", live, err)
+	}
+	if live, _ := s.RevokeToken(ctx, keys["a1"]); live {
+		t.Fatal("RevokeToken of a revoked token reports it live")
+	}
+	if _, found, _ := s.Load(ctx, keys["a1"]); found {
+		t.Fatal("revoked token still loads")
+	}
+	if n, err := s.RevokeClient(ctx, "a"); err != nil || n != 2 {
+		t.Fatalf("RevokeClient(a) = %d, %v; want 2", n, err)
+	}
+	for _, name := range []string{"a2", "a3"} {
+		if _, found, _ := s.Load(ctx, keys[name]); found {
+			t.Fatalf("token %s of a revoked client still loads", name)
+		}
+	}
+	if _, found, _ := s.Load(ctx, keys["b1"]); !found {
+		t.Fatal("another client's token was revoked")
+	}
+	if n, _ := s.RevokeClient(ctx, "nobody"); n != 0 {
+		t.Fatalf("RevokeClient(nobody) = %d", n)
+	}
+}

@@ -118,36 +118,16 @@ func hasScope(scope, want string) bool {
 // then hands the request, stripped of its credentials and carrying the
 // verified identity, to next.
 func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	token, aerr := bearerToken(r)
-	if aerr != nil {
-		h.logRefusal(r, "bearer refused", aerr)
-		return h.respond(w, aerr)
-	}
-	key := hashToken(token)
-	rec, found, err := h.store.Load(r.Context(), key)
+	rec, outcome, aerr, err := h.validate(r)
+	metricValidations.WithLabelValues(outcome).Inc()
 	if err != nil {
 		return h.storeError(w, "loading token", err)
 	}
-	switch {
-	case !found:
-		aerr = invalidToken("invalid access token")
-	case rec.expired(time.Now()):
-		aerr = invalidToken("access token expired")
-	case h.clients[rec.ClientID] == nil:
-		aerr = invalidToken("invalid access token")
-	}
-	if aerr == nil {
-		if want := h.requiredScope(r); !hasScope(rec.Scope, want) {
-			aerr = newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
-				"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
-		}
-	}
 	if aerr != nil {
-		h.logRefusal(r, "bearer refused", aerr, zap.String("token_fp", key.Fingerprint()))
 		return h.respond(w, aerr)
 	}
 	if aerr := h.checkParams(r); aerr != nil {
-		h.logRefusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
+		h.auditRefusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
 		return h.respond(w, aerr)
 	}
 
@@ -157,6 +137,49 @@ func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next ca
 	repl.Set("http.auth.user.id", rec.ClientID)
 	repl.Set("http.auth.user.scope", rec.Scope)
 	return h.proxy(w, r, next)
+}
+
+// validate checks the request's Bearer token and its scope. outcome names
+// the result for the metrics: ok, missing, invalid, expired, revoked,
+// insufficient_scope or store_error.
+func (h *Handler) validate(r *http.Request) (rec TokenRecord, outcome string, aerr *apiError, err error) {
+	token, aerr := bearerToken(r)
+	if aerr != nil {
+		outcome = "invalid"
+		if aerr.header.Get("WWW-Authenticate") == bearerChallenge {
+			outcome = "missing"
+		}
+		h.auditRefusal(r, "bearer refused", aerr)
+		return rec, outcome, aerr, nil
+	}
+	key := hashToken(token)
+	start := time.Now()
+	rec, found, err := h.store.Load(r.Context(), key)
+	observeStore("load", start)
+	if err != nil {
+		return rec, "store_error", nil, err
+	}
+	switch {
+	case rec.Revoked:
+		outcome, aerr = "revoked", invalidToken("access token revoked")
+	case !found:
+		outcome, aerr = "invalid", invalidToken("invalid access token")
+	case rec.expired(time.Now()):
+		outcome, aerr = "expired", invalidToken("access token expired")
+	case h.clients[rec.ClientID] == nil:
+		outcome, aerr = "invalid", invalidToken("invalid access token")
+	default:
+		if want := h.requiredScope(r); !hasScope(rec.Scope, want) {
+			outcome = "insufficient_scope"
+			aerr = newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
+				"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
+		}
+	}
+	if aerr != nil {
+		h.auditRefusal(r, "bearer refused", aerr, zap.String("client_id", rec.ClientID), zap.String("token_fp", key.Fingerprint()))
+		return rec, outcome, aerr, nil
+	}
+	return rec, "ok", nil, nil
 }
 
 // checkParams enforces RequireParams: each present exactly once, as a

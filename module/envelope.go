@@ -42,6 +42,7 @@ type apiError struct {
 	code    int
 	message string
 	header  http.Header
+	oauth   string // the RFC 6749 §5.2 error code, "" for the default of code
 }
 
 func (e *apiError) Error() string {
@@ -62,6 +63,12 @@ func newAPIError(status, code int, message string, headerPairs ...string) *apiEr
 
 func badRequest(message string) *apiError {
 	return newAPIError(http.StatusBadRequest, CodeBadRequest, message)
+}
+
+// oauthError sets the RFC 6749 §5.2 error code e stands for.
+func oauthError(e *apiError, code string) *apiError {
+	e.oauth = code
+	return e
 }
 
 // writeEnvelope writes one envelope with the given status. It replaces any

@@ -6,11 +6,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// logRefusal logs a refused request at Debug level: a bad token or
-// parameter is the client's mistake, not the server's. It never logs a
-// credential.
-func (h *Handler) logRefusal(r *http.Request, msg string, e *apiError, fields ...zap.Field) {
-	if c := h.logger.Check(zap.DebugLevel, msg); c != nil {
+// auditRefusal writes one refusal to the audit log (the module's logger
+// named "audit", at Info): the reason, the client address and whatever
+// identifies the client or token (its id, a token fingerprint). Never a
+// secret or a token. A nil e logs nothing.
+func (h *Handler) auditRefusal(r *http.Request, msg string, e *apiError, fields ...zap.Field) {
+	if e == nil {
+		return
+	}
+	if c := h.audit.Check(zap.InfoLevel, msg); c != nil {
 		c.Write(append(fields,
 			zap.Int("status", e.status),
 			zap.Int("code", e.code),
@@ -24,11 +28,10 @@ func (h *Handler) logRefusal(r *http.Request, msg string, e *apiError, fields ..
 // logs it at Error level, since the server will not.
 func (h *Handler) storeError(w http.ResponseWriter, op string, err error) error {
 	h.logger.Error("token store failed", zap.String("op", op), zap.Error(err))
-	return h.respond(w, newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"))
+	return h.respond(w, storeUnavailable())
 }
 
-// internalError answers 500 + 23090 for a failure inside outergate.
-func (h *Handler) internalError(w http.ResponseWriter, op string, err error) error {
-	h.logger.Error("internal error", zap.String("op", op), zap.Error(err))
-	return h.respond(w, newAPIError(http.StatusInternalServerError, CodeInternal, "internal error"))
+// storeUnavailable is the fail-closed answer when the store cannot answer.
+func storeUnavailable() *apiError {
+	return oauthError(newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"), "temporarily_unavailable")
 }

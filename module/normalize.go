@@ -94,6 +94,7 @@ func (h *Handler) writeNormalized(w http.ResponseWriter, r *http.Request, upstre
 		"Content-Disposition", "Content-Language", "Etag", "Last-Modified", "Transfer-Encoding"} {
 		hdr.Del(name)
 	}
+	upstreamError(code)
 	if c := h.logger.Check(zap.DebugLevel, "upstream error normalized"); c != nil {
 		c.Write(zap.Int("upstream_status", upstream), zap.Int("status", status), zap.Int("code", code),
 			zap.String("path", r.URL.Path))

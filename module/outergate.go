@@ -137,6 +137,8 @@ type Handler struct {
 	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
 	store        TokenStore
 	tokenMatch   caddyhttp.MatchPath
+	revokeMatch  caddyhttp.MatchPath // <token_path>revoke/ (RFC 7009)
+	inspectMatch caddyhttp.MatchPath // <token_path>introspect/ (RFC 7662)
 	protectMatch caddyhttp.MatchPath
 	clients      map[string]*Client
 	decoy        secretVerifier
@@ -144,6 +146,8 @@ type Handler struct {
 	identityKey  string // identity header, lower case, '_' as '-'
 	ttl          time.Duration
 	logger       *zap.Logger
+	audit        *zap.Logger // issuance, revocation and refusals, at Info
+	liveKey      string      // this handler's entry in liveHandlers
 }
 
 // ScopeRule names the scope that requests to some protected paths need,
@@ -167,6 +171,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // the token store.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.audit = h.logger.Named("audit")
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 
 	if h.TokenPath == "" {
 		h.TokenPath = DefaultTokenPath
@@ -205,10 +213,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.MaxTokensPerClient = DefaultMaxTokensPerClient
 	}
 
-	h.tokenMatch = caddyhttp.MatchPath{h.TokenPath}
-	if trimmed := strings.TrimSuffix(h.TokenPath, "/"); trimmed != h.TokenPath && trimmed != "" {
-		h.tokenMatch = append(h.tokenMatch, trimmed)
-	}
+	h.tokenMatch = exactPath(h.TokenPath)
+	h.revokeMatch = exactPath(subPath(h.TokenPath, "revoke/"))
+	h.inspectMatch = exactPath(subPath(h.TokenPath, "introspect/"))
 	h.protectMatch = nil
 	for _, p := range h.Protect {
 		h.protectMatch = append(h.protectMatch, p)
@@ -216,8 +223,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.protectMatch = append(h.protectMatch, bare)
 		}
 	}
-	if err := h.tokenMatch.Provision(ctx); err != nil {
-		return err
+	for _, m := range []caddyhttp.MatchPath{h.tokenMatch, h.revokeMatch, h.inspectMatch} {
+		if err := m.Provision(ctx); err != nil {
+			return err
+		}
 	}
 	if err := h.protectMatch.Provision(ctx); err != nil {
 		return err
@@ -251,6 +260,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("module %T is not an outergate token store", mod)
 	}
 	h.store = store
+	h.liveKey = registerLive(h)
+	return nil
+}
+
+// Cleanup removes the handler from the admin API's view.
+func (h *Handler) Cleanup() error {
+	if h.liveKey != "" {
+		_, err := liveHandlers.Delete(h.liveKey)
+		return err
+	}
 	return nil
 }
 
@@ -327,6 +346,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case h.matches(h.tokenMatch, r):
 		return h.serveToken(w, r)
+	case h.matches(h.revokeMatch, r):
+		return h.serveRevoke(w, r)
+	case h.matches(h.inspectMatch, r):
+		return h.serveIntrospect(w, r)
 	case h.matches(h.protectMatch, r):
 		return h.serveProtected(w, r, next)
 	}
@@ -349,6 +372,20 @@ func (h *Handler) matches(m caddyhttp.MatchPath, r *http.Request) bool {
 	r2 := *r
 	r2.URL = &u
 	return m.Match(&r2)
+}
+
+// exactPath matches p, and p without its trailing slash.
+func exactPath(p string) caddyhttp.MatchPath {
+	m := caddyhttp.MatchPath{p}
+	if trimmed := strings.TrimSuffix(p, "/"); trimmed != p && trimmed != "" {
+		m = append(m, trimmed)
+	}
+	return m
+}
+
+// subPath joins a path and a relative one with exactly one slash.
+func subPath(base, rel string) string {
+	return strings.TrimSuffix(base, "/") + "/" + rel
 }
 
 // stripPathParams removes ";..." from every segment of a path.
@@ -375,5 +412,6 @@ func (h *Handler) respond(w http.ResponseWriter, e *apiError) error {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

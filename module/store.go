@@ -33,6 +33,10 @@ type TokenRecord struct {
 	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
+	// Revoked marks a tombstone: the token was revoked (or evicted past
+	// max_tokens_per_client) and is refused as such until it would have
+	// expired.
+	Revoked bool `json:"r,omitempty"`
 }
 
 // expired reports whether the token is past its lifetime at now.
@@ -57,7 +61,8 @@ type TokenStore interface {
 	// maxPerClient are live.
 	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error
 	// Load returns the record of key, and false if the token is unknown,
-	// expired or revoked.
+	// expired or revoked; for a revoked token the record has Revoked set,
+	// so that the refusal can say so.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
 	// RevokeToken deletes one token; false if it was not live. Every
 	// instance sharing the store refuses it from then on.

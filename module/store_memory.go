@@ -134,9 +134,28 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, ma
 
 	m.cache.Set(string(key[:]), &rec, ttl)
 	for _, v := range victims {
-		m.cache.Delete(string(v[:])) // OnEvicted unindexes it
+		m.revoke(v)
 	}
 	return nil
+}
+
+// revoke turns a live token into a tombstone that lives until the token
+// would have expired, and drops it from its client's index. It reports
+// whether the token was live.
+func (m *memoryTokens) revoke(key TokenHash) bool {
+	v, exp, ok := m.cache.GetWithExpiration(string(key[:]))
+	if !ok || v.(*TokenRecord).Revoked {
+		return false
+	}
+	tomb := *v.(*TokenRecord)
+	tomb.Revoked = true
+	m.mu.Lock()
+	m.unindex(tomb.ClientID, key)
+	m.mu.Unlock()
+	if ttl := time.Until(exp); ttl > 0 {
+		m.cache.Set(string(key[:]), &tomb, ttl)
+	}
+	return true
 }
 
 // oldestBeyond returns the tokens of set to evict so that at most max
@@ -173,18 +192,17 @@ func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool,
 	if !ok {
 		return TokenRecord{}, false, nil
 	}
-	return *v.(*TokenRecord), true, nil
+	rec := *v.(*TokenRecord)
+	return rec, !rec.Revoked, nil
 }
 
 // RevokeToken implements TokenStore.
 func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error) {
-	_, live := s.tokens.cache.Get(string(key[:]))
-	s.tokens.cache.Delete(string(key[:])) // OnEvicted unindexes it
-	return live, nil
+	return s.tokens.revoke(key), nil
 }
 
 // RevokeClient implements TokenStore.
-func (s *MemoryStore) RevokeClient(ctx context.Context, clientID string) (int, error) {
+func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
 	s.tokens.mu.Lock()
 	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
 	for k := range s.tokens.byClient[clientID] {
@@ -193,7 +211,7 @@ func (s *MemoryStore) RevokeClient(ctx context.Context, clientID string) (int, e
 	s.tokens.mu.Unlock()
 	n := 0
 	for _, k := range keys {
-		if live, _ := s.RevokeToken(ctx, k); live {
+		if s.tokens.revoke(k) {
 			n++
 		}
 	}
@@ -273,6 +291,9 @@ func (s *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// poolKey names the process-wide cache behind the store.
+func (s *MemoryStore) poolKey() string { return s.key }
 
 // Interface guards
 var (

@@ -404,8 +404,8 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 		return unavailable("cap", err)
 	}
 	for _, v := range victims {
-		if err := c.client.Del(ctx, c.prefix+"t:"+v).Err(); err != nil {
-			return unavailable("cap", err)
+		if _, err := c.tombstone(ctx, v); err != nil {
+			return err
 		}
 		c.publish(ctx, "t:"+v)
 	}
@@ -445,6 +445,22 @@ func (c *redisConn) load(ctx context.Context, key TokenHash) (TokenRecord, bool,
 	gen := c.gen.Load()
 	ctx, cancel := c.op(ctx)
 	defer cancel()
+	rec, found, err := c.read(ctx, key)
+	if err != nil || !found {
+		return rec, found, err
+	}
+	if listening && c.listening.Load() && c.gen.Load() == gen {
+		ttl := min(c.cacheTTL, rec.ttl())
+		if ttl > 0 {
+			c.cache.Set(string(key[:]), &rec, ttl)
+		}
+	}
+	return rec, true, nil
+}
+
+// read reads a token from Redis; found is false for unknown tokens and
+// tombstones (whose record has Revoked set).
+func (c *redisConn) read(ctx context.Context, key TokenHash) (TokenRecord, bool, error) {
 	val, err := c.client.Get(ctx, c.tokenKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return TokenRecord{}, false, nil
@@ -456,41 +472,52 @@ func (c *redisConn) load(ctx context.Context, key TokenHash) (TokenRecord, bool,
 	if err := json.Unmarshal(val, &rec); err != nil {
 		return TokenRecord{}, false, unavailable("load", fmt.Errorf("corrupt record: %w", err))
 	}
-	if listening && c.listening.Load() && c.gen.Load() == gen {
-		ttl := min(c.cacheTTL, rec.ttl())
-		if ttl > 0 {
-			c.cache.Set(string(key[:]), &rec, ttl)
-		}
-	}
-	return rec, true, nil
+	return rec, !rec.Revoked, nil
 }
 
-// revokeToken deletes one token and tells every instance.
+// tombstoneScript turns a live token into a tombstone that keeps the
+// token's TTL, and drops it from its client's index, in one step. It
+// returns 1 if the token was live.
+var tombstoneScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local rec = cjson.decode(v)
+if rec['r'] then return 0 end
+rec['r'] = true
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
+return 1`)
+
+// tombstone revokes one token by its hex hash; the index entry is removed
+// by the caller.
+func (c *redisConn) tombstone(ctx context.Context, member string) (bool, error) {
+	n, err := tombstoneScript.Run(ctx, c.client, []string{c.prefix + "t:" + member}).Int()
+	if err != nil {
+		return false, unavailable("revoke", err)
+	}
+	return n == 1, nil
+}
+
+// revokeToken revokes one token and tells every instance.
 func (c *redisConn) revokeToken(ctx context.Context, key TokenHash) (bool, error) {
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	tk := c.tokenKey(key)
-	val, err := c.client.Get(ctx, tk).Bytes()
-	if errors.Is(err, redis.Nil) {
-		c.publish(ctx, "t:"+hex.EncodeToString(key[:]))
-		return false, nil
-	}
+	member := hex.EncodeToString(key[:])
+	rec, _, err := c.read(ctx, key)
 	if err != nil {
-		return false, unavailable("revoke", err)
+		return false, err
 	}
-	n, err := c.client.Del(ctx, tk).Result()
+	live, err := c.tombstone(ctx, member)
 	if err != nil {
-		return false, unavailable("revoke", err)
+		return false, err
 	}
-	var rec TokenRecord
-	if json.Unmarshal(val, &rec) == nil {
-		c.client.ZRem(ctx, c.clientKey(rec.ClientID), hex.EncodeToString(key[:]))
+	if rec.ClientID != "" {
+		c.client.ZRem(ctx, c.clientKey(rec.ClientID), member)
 	}
-	c.publish(ctx, "t:"+hex.EncodeToString(key[:]))
-	return n > 0, nil
+	c.publish(ctx, "t:"+member)
+	return live, nil
 }
 
-// revokeClient deletes every live token of a client and tells every
+// revokeClient revokes every live token of a client and tells every
 // instance.
 func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, error) {
 	ctx, cancel := c.op(ctx)
@@ -502,11 +529,13 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 	}
 	n := 0
 	for _, m := range members {
-		d, err := c.client.Del(ctx, c.prefix+"t:"+m).Result()
+		live, err := c.tombstone(ctx, m)
 		if err != nil {
-			return n, unavailable("revoke", err)
+			return n, err
 		}
-		n += int(d)
+		if live {
+			n++
+		}
 	}
 	if len(members) > 0 {
 		// Only the members read: a token saved meanwhile stays indexed.
@@ -739,6 +768,9 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// poolKey names the pooled connection behind the store.
+func (s *RedisStore) poolKey() string { return s.key }
 
 // Interface guards
 var (

@@ -632,6 +632,7 @@ func TestTokenEndpointNeverLogsCredentials(t *testing.T) {
 	h := newTestHandler(t, nil)
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)
+	h.audit = h.logger.Named("audit")
 
 	token := issueToken(t, h, testClientID, testClientSecret, "")
 	tokenCall{body: formCreds(testClientID, testClientSecret+"x")}.do(t, h)

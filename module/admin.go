@@ -1,0 +1,194 @@
+package outergate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// liveHandlers lets the admin API reach the handlers of the running
+// configs (Caddy builds admin modules with no reference to them). Each
+// handler holds an entry from Provision to Cleanup; during a reload the old
+// and the new config's handlers are both present.
+var liveHandlers = caddy.NewUsagePool()
+
+// liveHandler is a UsagePool value; there is nothing to destruct.
+type liveHandler struct{ h *Handler }
+
+func (liveHandler) Destruct() error { return nil }
+
+// registerLive adds h to liveHandlers; the returned key removes it.
+func registerLive(h *Handler) string {
+	key := fmt.Sprintf("handler/%p", h)
+	liveHandlers.LoadOrStore(key, liveHandler{h})
+	return key
+}
+
+// storeKey names the shared state behind a store, so that handlers sharing
+// one store are asked once.
+func storeKey(s TokenStore) string {
+	if k, ok := s.(interface{ poolKey() string }); ok {
+		return k.poolKey()
+	}
+	return fmt.Sprintf("%p", s)
+}
+
+// liveStores returns the distinct stores of the live handlers, and for each
+// the client ids configured on it.
+func liveStores() (map[string]TokenStore, map[string][]string) {
+	stores := map[string]TokenStore{}
+	clients := map[string][]string{}
+	liveHandlers.Range(func(_, v any) bool {
+		h := v.(liveHandler).h
+		k := storeKey(h.store)
+		stores[k] = h.store
+		for id := range h.clients {
+			if !slices.Contains(clients[k], id) {
+				clients[k] = append(clients[k], id)
+			}
+		}
+		return true
+	})
+	return stores, clients
+}
+
+// AdminAPI is the admin endpoint module admin.api.outergate:
+//
+//	POST /outergate/revoke   {"token": "..."} or {"client_id": "..."} → {"revoked": N}
+//	GET  /outergate/clients  → {"clients": [{"id": "...", "live_tokens": N}, ...]}
+//
+// It works on the stores of every running outergate handler; with the
+// Redis store a revocation reaches every instance.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.outergate",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/outergate/revoke", Handler: caddy.AdminHandlerFunc(a.handleRevoke)},
+		{Pattern: "/outergate/clients", Handler: caddy.AdminHandlerFunc(a.handleClients)},
+	}
+}
+
+// adminTimeout bounds one admin call's store work.
+const adminTimeout = 5 * time.Second
+
+// revokeRequest is the body of POST /outergate/revoke.
+type revokeRequest struct {
+	Token    string `json:"token"`
+	ClientID string `json:"client_id"`
+}
+
+func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use POST", r.Method)}
+	}
+	var req revokeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body must be {\"token\": ...} or {\"client_id\": ...}")}
+	}
+	if (req.Token == "") == (req.ClientID == "") {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("give exactly one of token and client_id")}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
+	stores, _ := liveStores()
+	key := hashToken(req.Token)
+	revoked := 0
+	for _, s := range stores {
+		if req.ClientID != "" {
+			n, err := s.RevokeClient(ctx, req.ClientID)
+			if err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("revoking: %w", err)}
+			}
+			revoked += n
+			continue
+		}
+		ok, err := s.RevokeToken(ctx, key)
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("revoking: %w", err)}
+		}
+		if ok {
+			revoked++
+		}
+	}
+	metricRevocations.WithLabelValues("admin").Add(float64(revoked))
+	fields := []zap.Field{zap.String("via", "admin"), zap.Int("revoked", revoked), zap.String("remote_ip", r.RemoteAddr)}
+	if req.ClientID != "" {
+		fields = append(fields, zap.String("client_id", req.ClientID))
+	} else {
+		fields = append(fields, zap.String("token_fp", key.Fingerprint()))
+	}
+	caddy.Log().Named("http.handlers.outergate.audit").Info("tokens revoked", fields...)
+	return writeJSON(w, map[string]int{"revoked": revoked})
+}
+
+// clientInfo is one entry of GET /outergate/clients.
+type clientInfo struct {
+	ID         string `json:"id"`
+	LiveTokens int    `json:"live_tokens"`
+}
+
+func (a *AdminAPI) handleClients(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
+	stores, clients := liveStores()
+	counts := map[string]int{}
+	for k, ids := range clients {
+		for _, id := range ids {
+			n, err := stores[k].CountClient(ctx, id)
+			if err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("counting tokens: %w", err)}
+			}
+			counts[id] += n
+		}
+	}
+	out := make([]clientInfo, 0, len(counts))
+	for id, n := range counts {
+		out = append(out, clientInfo{ID: id, LiveTokens: n})
+	}
+	slices.SortFunc(out, func(a, b clientInfo) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return writeJSON(w, map[string][]clientInfo{"clients": out})
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+	_ caddy.Destructor  = liveHandler{}
+)

@@ -28,6 +28,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	outergate [<matcher>] {
 //	    token_path      /outer/token/
+//	    oauth2_token_path /oauth2/token | off
+//	    issuer          https://gateway.example.com
 //	    protect         /outer/device/* [<pattern>...]
 //	    token_ttl       36000s
 //	    scope           "read write groups"
@@ -64,6 +66,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch sub {
 		case "token_path":
 			if !d.AllArgs(&h.TokenPath) {
+				return d.ArgErr()
+			}
+		case "oauth2_token_path":
+			if !d.AllArgs(&h.OAuth2TokenPath) {
+				return d.ArgErr()
+			}
+		case "issuer":
+			if !d.AllArgs(&h.Issuer) {
 				return d.ArgErr()
 			}
 		case "protect":

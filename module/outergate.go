@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -51,6 +52,19 @@ type Handler struct {
 	// It matches like Caddy's path matcher and also without its trailing
 	// slash. Default: "/outer/token/".
 	TokenPath string `json:"token_path,omitempty"`
+
+	// OAuth2TokenPath is where the standard (RFC 6749 §5) token endpoint
+	// answers, beside the envelope one; revocation (RFC 7009) and
+	// introspection (RFC 7662) sit next to it ("/oauth2/revoke",
+	// "/oauth2/introspect"), and RFC 8414 metadata at
+	// /.well-known/oauth-authorization-server. "off" disables all four.
+	// Default: "/oauth2/token".
+	OAuth2TokenPath string `json:"oauth2_token_path,omitempty"`
+
+	// Issuer is the RFC 8414 issuer identifier, echoed exactly as written;
+	// set it behind a TLS-terminating proxy. Default: the request's scheme
+	// and host.
+	Issuer string `json:"issuer,omitempty"`
 
 	// Protect lists the path patterns (Caddy path matcher syntax) that need
 	// a valid Bearer token. A pattern ending in "/*" also covers the bare
@@ -139,6 +153,7 @@ type Handler struct {
 	tokenMatch   caddyhttp.MatchPath
 	revokeMatch  caddyhttp.MatchPath // <token_path>revoke/ (RFC 7009)
 	inspectMatch caddyhttp.MatchPath // <token_path>introspect/ (RFC 7662)
+	oauth2       []oauth2Route       // the standard endpoints, if enabled
 	protectMatch caddyhttp.MatchPath
 	clients      map[string]*Client
 	decoy        secretVerifier
@@ -226,6 +241,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, m := range []caddyhttp.MatchPath{h.tokenMatch, h.revokeMatch, h.inspectMatch} {
 		if err := m.Provision(ctx); err != nil {
 			return err
+		}
+	}
+	if h.OAuth2TokenPath == "" {
+		h.OAuth2TokenPath = DefaultOAuth2TokenPath
+	}
+	h.oauth2 = nil
+	if h.OAuth2TokenPath != "off" {
+		tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
+		h.oauth2 = []oauth2Route{
+			{exactPath(tok), h.serveOAuth2Token},
+			{exactPath(rev), h.serveOAuth2Revoke},
+			{exactPath(intro), h.serveOAuth2Introspect},
+			{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata},
+		}
+		for _, rt := range h.oauth2 {
+			if err := rt.match.Provision(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if err := h.protectMatch.Provision(ctx); err != nil {
@@ -320,6 +353,14 @@ func (h *Handler) Validate() error {
 	if !strings.HasPrefix(h.TokenPath, "/") {
 		return fmt.Errorf("token_path must start with '/': %q", h.TokenPath)
 	}
+	if h.OAuth2TokenPath != "off" && !strings.HasPrefix(h.OAuth2TokenPath, "/") {
+		return fmt.Errorf("oauth2_token_path must start with '/' or be off: %q", h.OAuth2TokenPath)
+	}
+	if h.Issuer != "" {
+		if u, err := url.Parse(h.Issuer); err != nil || u.Scheme == "" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("issuer must be an absolute URL without query or fragment: %q", h.Issuer)
+		}
+	}
 	if h.ttl < time.Second {
 		return fmt.Errorf("token_ttl must be at least 1s, got %s", h.ttl)
 	}
@@ -353,7 +394,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case h.matches(h.protectMatch, r):
 		return h.serveProtected(w, r, next)
 	}
+	for _, rt := range h.oauth2 {
+		if h.matches(rt.match, r) {
+			return rt.serve(w, r)
+		}
+	}
 	return next.ServeHTTP(w, r)
+}
+
+// oauth2Route is one standard endpoint.
+type oauth2Route struct {
+	match caddyhttp.MatchPath
+	serve func(http.ResponseWriter, *http.Request) error
 }
 
 // matches runs Caddy's path matcher on the request, and once more on a copy
@@ -374,13 +426,13 @@ func (h *Handler) matches(m caddyhttp.MatchPath, r *http.Request) bool {
 	return m.Match(&r2)
 }
 
-// exactPath matches p, and p without its trailing slash.
+// exactPath matches p with and without a trailing slash.
 func exactPath(p string) caddyhttp.MatchPath {
-	m := caddyhttp.MatchPath{p}
-	if trimmed := strings.TrimSuffix(p, "/"); trimmed != p && trimmed != "" {
-		m = append(m, trimmed)
+	trimmed := strings.TrimSuffix(p, "/")
+	if trimmed == "" {
+		return caddyhttp.MatchPath{p}
 	}
-	return m
+	return caddyhttp.MatchPath{trimmed, trimmed + "/"}
 }
 
 // subPath joins a path and a relative one with exactly one slash.

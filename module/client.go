@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -45,10 +46,40 @@ func (v sha256Verifier) verify(secret string) bool {
 }
 
 // bcryptVerifier checks a bcrypt hash (constant time by construction).
-type bcryptVerifier []byte
+// Like Caddy's basic_auth, it remembers secrets that matched, as SHA-256,
+// so that a client asking for tokens often pays bcrypt's cost once; a wrong
+// secret always pays it. The memory is bounded: bcrypt reads only the first
+// 72 bytes, so one hash can match many secrets.
+type bcryptVerifier struct {
+	hash []byte
+	mu   sync.Mutex
+	ok   map[[sha256.Size]byte]struct{}
+}
 
-func (v bcryptVerifier) verify(secret string) bool {
-	return bcrypt.CompareHashAndPassword(v, []byte(secret)) == nil
+// maxBcryptCache bounds the remembered matches of one bcrypt hash.
+const maxBcryptCache = 16
+
+func newBcryptVerifier(hash []byte) *bcryptVerifier {
+	return &bcryptVerifier{hash: hash, ok: make(map[[sha256.Size]byte]struct{})}
+}
+
+func (v *bcryptVerifier) verify(secret string) bool {
+	sum := sha256.Sum256([]byte(secret))
+	v.mu.Lock()
+	_, hit := v.ok[sum]
+	v.mu.Unlock()
+	if hit {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword(v.hash, []byte(secret)) != nil {
+		return false
+	}
+	v.mu.Lock()
+	if len(v.ok) < maxBcryptCache {
+		v.ok[sum] = struct{}{}
+	}
+	v.mu.Unlock()
+	return true
 }
 
 // parseSecretHash turns a configured hash into a verifier. The error never
@@ -67,7 +98,7 @@ func parseSecretHash(s string) (secretVerifier, error) {
 		if _, err := bcrypt.Cost([]byte(s)); err != nil {
 			return nil, fmt.Errorf("malformed bcrypt secret hash: %v", err)
 		}
-		return bcryptVerifier(s), nil
+		return newBcryptVerifier([]byte(s)), nil
 	default:
 		return nil, fmt.Errorf("unsupported secret hash: want sha256:<hex> or a bcrypt hash ($2a$, $2b$, $2y$)")
 	}
@@ -80,8 +111,8 @@ func decoyVerifier(clients []Client) (secretVerifier, error) {
 	cost := 0
 	for _, c := range clients {
 		for _, v := range c.verifiers {
-			if b, ok := v.(bcryptVerifier); ok {
-				if n, err := bcrypt.Cost(b); err == nil && n > cost {
+			if b, ok := v.(*bcryptVerifier); ok {
+				if n, err := bcrypt.Cost(b.hash); err == nil && n > cost {
 					cost = n
 				}
 			}
@@ -95,7 +126,7 @@ func decoyVerifier(clients []Client) (secretVerifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating decoy hash: %w", err)
 	}
-	return bcryptVerifier(h), nil
+	return newBcryptVerifier(h), nil
 }
 
 // authenticate checks a secret against every hash of the client; all are

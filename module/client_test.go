@@ -158,12 +158,12 @@ func TestDecoyVerifier(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, isBcrypt := v.(bcryptVerifier)
+			b, isBcrypt := v.(*bcryptVerifier)
 			if isBcrypt != tc.wantBcrypt {
 				t.Fatalf("decoy is %T, want bcrypt %v", v, tc.wantBcrypt)
 			}
 			if isBcrypt {
-				if cost, err := bcrypt.Cost(b); err != nil || cost != tc.wantCost {
+				if cost, err := bcrypt.Cost(b.hash); err != nil || cost != tc.wantCost {
 					t.Fatalf("decoy cost = %d (%v), want %d", cost, err, tc.wantCost)
 				}
 			}
@@ -180,7 +180,7 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	h := newTestHandler(t, func(h *Handler) {
 		h.Clients = append(h.Clients, Client{ID: "legacy", SecretHashes: []string{bcryptHash(t, "legacy-secret", bcrypt.MinCost)}})
 	})
-	if _, ok := h.decoy.(bcryptVerifier); !ok {
+	if _, ok := h.decoy.(*bcryptVerifier); !ok {
 		t.Fatalf("decoy is %T with a bcrypt client configured", h.decoy)
 	}
 	spy := &countingVerifier{}
@@ -205,3 +205,47 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 type countingVerifier struct{ n int }
 
 func (c *countingVerifier) verify(string) bool { c.n++; return false }
+
+// TestBcryptVerifierRemembersMatchesOnly checks the bcrypt cache: a match is
+// remembered (as a hash of the secret), a wrong secret never is, and the
+// memory per hash is bounded.
+func TestBcryptVerifierRemembersMatchesOnly(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("right-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newBcryptVerifier(h)
+	for _, tc := range []struct {
+		secret  string
+		want    bool
+		entries int
+	}{
+		{"wrong", false, 0},
+		{"right-secret", true, 1},
+		{"right-secret", true, 1},
+		{"wrong", false, 1},
+	} {
+		if got := v.verify(tc.secret); got != tc.want || len(v.ok) != tc.entries {
+			t.Errorf("verify(%q) = %v with %d cached, want %v with %d", tc.secret, got, len(v.ok), tc.want, tc.entries)
+		}
+	}
+	// bcrypt reads 72 bytes: secrets differing after that all match, and
+	// the cache stops growing at its bound.
+	long := strings.Repeat("x", 72)
+	v = newBcryptVerifier(must(bcrypt.GenerateFromPassword([]byte(long), bcrypt.MinCost)))
+	for i := range 3 * maxBcryptCache {
+		if !v.verify(long + strings.Repeat("y", i)) {
+			t.Fatalf("suffix %d did not match", i)
+		}
+	}
+	if len(v.ok) != maxBcryptCache {
+		t.Errorf("cache holds %d entries, want the bound %d", len(v.ok), maxBcryptCache)
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

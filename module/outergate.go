@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -191,6 +192,41 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 
+	h.provisionDefaults()
+	if err := h.provisionMatchers(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionClients(); err != nil {
+		return err
+	}
+
+	if h.StoreRaw == nil {
+		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "module", "memory", nil)
+	}
+	mod, err := ctx.LoadModule(h, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading token store: %w", err)
+	}
+	store, ok := mod.(TokenStore)
+	if !ok {
+		return fmt.Errorf("module %T is not an outergate token store", mod)
+	}
+	h.store = store
+	h.liveKey = registerLive(h)
+	return nil
+}
+
+// Cleanup removes the handler from the admin API's view.
+func (h *Handler) Cleanup() error {
+	if h.liveKey != "" {
+		_, err := liveHandlers.Delete(h.liveKey)
+		return err
+	}
+	return nil
+}
+
+// provisionDefaults fills in every unset field.
+func (h *Handler) provisionDefaults() {
 	if h.TokenPath == "" {
 		h.TokenPath = DefaultTokenPath
 	}
@@ -227,7 +263,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxTokensPerClient == 0 {
 		h.MaxTokensPerClient = DefaultMaxTokensPerClient
 	}
+	if h.OAuth2TokenPath == "" {
+		h.OAuth2TokenPath = DefaultOAuth2TokenPath
+	}
+}
 
+// provisionMatchers builds the path matchers of the endpoints, the
+// protected paths and the scope rules.
+func (h *Handler) provisionMatchers(ctx caddy.Context) error {
 	h.tokenMatch = exactPath(h.TokenPath)
 	h.revokeMatch = exactPath(subPath(h.TokenPath, "revoke/"))
 	h.inspectMatch = exactPath(subPath(h.TokenPath, "introspect/"))
@@ -238,14 +281,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.protectMatch = append(h.protectMatch, bare)
 		}
 	}
-	for _, m := range []caddyhttp.MatchPath{h.tokenMatch, h.revokeMatch, h.inspectMatch} {
-		if err := m.Provision(ctx); err != nil {
-			return err
-		}
-	}
-	if h.OAuth2TokenPath == "" {
-		h.OAuth2TokenPath = DefaultOAuth2TokenPath
-	}
+	matchers := []caddyhttp.MatchPath{h.tokenMatch, h.revokeMatch, h.inspectMatch, h.protectMatch}
 	h.oauth2 = nil
 	if h.OAuth2TokenPath != "off" {
 		tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
@@ -256,52 +292,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata},
 		}
 		for _, rt := range h.oauth2 {
-			if err := rt.match.Provision(ctx); err != nil {
-				return err
-			}
+			matchers = append(matchers, rt.match)
 		}
 	}
-	if err := h.protectMatch.Provision(ctx); err != nil {
-		return err
-	}
-
 	h.scopeMatch = nil
 	for i, rule := range h.ScopeRules {
 		if len(rule.Paths) == 0 || rule.Scope == "" || strings.ContainsRune(rule.Scope, ' ') {
 			return fmt.Errorf("scope rule %d: needs paths and one scope", i)
 		}
-		m := caddyhttp.MatchPath(append([]string(nil), rule.Paths...))
+		m := caddyhttp.MatchPath(slices.Clone(rule.Paths))
+		h.scopeMatch = append(h.scopeMatch, m)
+		matchers = append(matchers, m)
+	}
+	for _, m := range matchers {
 		if err := m.Provision(ctx); err != nil {
 			return err
 		}
-		h.scopeMatch = append(h.scopeMatch, m)
-	}
-
-	if err := h.provisionClients(); err != nil {
-		return err
-	}
-
-	if h.StoreRaw == nil {
-		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "module", "memory", nil)
-	}
-	mod, err := ctx.LoadModule(h, "StoreRaw")
-	if err != nil {
-		return fmt.Errorf("loading token store: %w", err)
-	}
-	store, ok := mod.(TokenStore)
-	if !ok {
-		return fmt.Errorf("module %T is not an outergate token store", mod)
-	}
-	h.store = store
-	h.liveKey = registerLive(h)
-	return nil
-}
-
-// Cleanup removes the handler from the admin API's view.
-func (h *Handler) Cleanup() error {
-	if h.liveKey != "" {
-		_, err := liveHandlers.Delete(h.liveKey)
-		return err
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -104,8 +105,8 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	var req revokeRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body must be {\"token\": ...} or {\"client_id\": ...}")}
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("body must be one object: {\"token\": ...} or {\"client_id\": ...}")}
 	}
 	if (req.Token == "") == (req.ClientID == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("give exactly one of token and client_id")}
@@ -133,7 +134,7 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	metricRevocations.WithLabelValues("admin").Add(float64(revoked))
-	fields := []zap.Field{zap.String("via", "admin"), zap.Int("revoked", revoked), zap.String("remote_ip", r.RemoteAddr)}
+	fields := []zap.Field{zap.String("via", "admin"), zap.Int("revoked", revoked), zap.String("remote_ip", remoteHost(r))}
 	if req.ClientID != "" {
 		fields = append(fields, zap.String("client_id", req.ClientID))
 	} else {
@@ -180,6 +181,14 @@ func (a *AdminAPI) handleClients(w http.ResponseWriter, r *http.Request) error {
 		return 0
 	})
 	return writeJSON(w, map[string][]clientInfo{"clients": out})
+}
+
+// remoteHost is the admin client's address without its port.
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {

@@ -153,9 +153,7 @@ func (h *Handler) validate(r *http.Request) (rec TokenRecord, outcome string, ae
 		return rec, outcome, aerr, nil
 	}
 	key := hashToken(token)
-	start := time.Now()
 	rec, found, err := h.store.Load(r.Context(), key)
-	observeStore("load", start)
 	if err != nil {
 		return rec, "store_error", nil, err
 	}

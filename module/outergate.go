@@ -211,7 +211,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("module %T is not an outergate token store", mod)
 	}
-	h.store = store
+	h.store = timedStore{store}
 	h.liveKey = registerLive(h)
 	return nil
 }

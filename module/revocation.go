@@ -55,9 +55,7 @@ func (h *Handler) revoke(r *http.Request) (*apiError, error) {
 		return aerr, err
 	}
 	key := hashToken(token)
-	start := time.Now()
 	rec, found, err := h.store.Load(r.Context(), key)
-	observeStore("load", start)
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +66,7 @@ func (h *Handler) revoke(r *http.Request) (*apiError, error) {
 		}
 		return nil, nil
 	}
-	start = time.Now()
 	revoked, err := h.store.RevokeToken(r.Context(), key)
-	observeStore("revoke", start)
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +114,7 @@ func (h *Handler) introspect(r *http.Request) (introspection, *apiError, error) 
 	if err != nil || aerr != nil {
 		return introspection{}, aerr, err
 	}
-	start := time.Now()
 	rec, found, err := h.store.Load(r.Context(), hashToken(token))
-	observeStore("load", start)
 	if err != nil {
 		return introspection{}, nil, err
 	}

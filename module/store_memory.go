@@ -129,7 +129,7 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, ma
 		m.byClient[rec.ClientID] = set
 	}
 	set[key] = rec.ExpiresAt
-	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli())
+	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli(), key)
 	m.mu.Unlock()
 
 	m.cache.Set(string(key[:]), &rec, ttl)
@@ -159,9 +159,10 @@ func (m *memoryTokens) revoke(key TokenHash) bool {
 }
 
 // oldestBeyond returns the tokens of set to evict so that at most max
-// unexpired ones remain, oldest (soonest to expire) first. With max <= 0
-// there is no cap.
-func oldestBeyond(set map[TokenHash]int64, max int, nowMs int64) []TokenHash {
+// unexpired ones remain, oldest (soonest to expire) first, never keep (the
+// token being issued, which may share its millisecond with others). With
+// max <= 0 there is no cap.
+func oldestBeyond(set map[TokenHash]int64, max int, nowMs int64, keep TokenHash) []TokenHash {
 	if max <= 0 || len(set) <= max {
 		return nil
 	}
@@ -171,16 +172,17 @@ func oldestBeyond(set map[TokenHash]int64, max int, nowMs int64) []TokenHash {
 	}
 	live := make([]entry, 0, len(set))
 	for k, exp := range set {
-		if exp > nowMs {
+		if exp > nowMs && k != keep {
 			live = append(live, entry{k, exp})
 		}
 	}
-	if len(live) <= max {
+	over := len(live) + 1 - max // keep counts too
+	if over <= 0 {
 		return nil
 	}
 	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.exp, b.exp) })
-	victims := make([]TokenHash, 0, len(live)-max)
-	for _, e := range live[:len(live)-max] {
+	victims := make([]TokenHash, 0, over)
+	for _, e := range live[:over] {
 		victims = append(victims, e.key)
 	}
 	return victims

@@ -399,7 +399,7 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 	if maxPerClient <= 0 {
 		return nil
 	}
-	victims, err := capScript.Run(ctx, c.client, []string{ck}, maxPerClient).StringSlice()
+	victims, err := capScript.Run(ctx, c.client, []string{ck}, maxPerClient, member).StringSlice()
 	if err != nil {
 		return unavailable("cap", err)
 	}
@@ -412,14 +412,18 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 	return nil
 }
 
-// capScript pops the oldest members of a client index beyond ARGV[1], in
-// one step, so that concurrent issuers never evict more than needed.
+// capScript removes the oldest members of a client index beyond ARGV[1],
+// never ARGV[2] (the token being issued, which may share its millisecond
+// score with others), in one step, so that concurrent issuers never evict
+// more than needed.
 var capScript = redis.NewScript(`
 local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
 if over <= 0 then return {} end
-local popped = redis.call('ZPOPMIN', KEYS[1], over)
 local out = {}
-for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, over)) do
+  if m ~= ARGV[2] and #out < over then out[#out + 1] = m end
+end
+redis.call('ZREM', KEYS[1], unpack(out))
 return out`)
 
 // countClient counts a client's live tokens from its index.

@@ -180,7 +180,7 @@ func issueToken(t *testing.T, h *Handler, id, secret, scope string) string {
 // bypassing Save (which refuses past expiries).
 func saveRecord(t *testing.T, h *Handler, token string, rec TokenRecord) {
 	t.Helper()
-	ms, ok := h.store.(*MemoryStore)
+	ms, ok := memoryStoreOf(h)
 	if !ok {
 		t.Fatalf("store is %T, want *MemoryStore", h.store)
 	}
@@ -211,7 +211,7 @@ func TestProvisionDefaults(t *testing.T) {
 	if h.ThrottleFailures != 10 || time.Duration(h.ThrottleWindow) != time.Minute {
 		t.Errorf("throttle = %d per %v", h.ThrottleFailures, time.Duration(h.ThrottleWindow))
 	}
-	if _, ok := h.store.(*MemoryStore); !ok {
+	if _, ok := memoryStoreOf(h); !ok {
 		t.Errorf("store = %T, want *MemoryStore", h.store)
 	}
 	if got := h.clients[readerClientID].scopes; strings.Join(got, " ") != "read" {
@@ -229,7 +229,7 @@ func TestProvisionDefaultStoreIsMemory(t *testing.T) {
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := h.store.(*MemoryStore); !ok {
+	if _, ok := memoryStoreOf(h); !ok {
 		t.Fatalf("store = %T, want *MemoryStore", h.store)
 	}
 }
@@ -320,4 +320,15 @@ func TestUnprotectedPathsGoToNextUntouched(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memoryStoreOf returns the memory store behind the handler's metrics
+// wrapper.
+func memoryStoreOf(h *Handler) (*MemoryStore, bool) {
+	ts, ok := h.store.(timedStore)
+	if !ok {
+		return nil, false
+	}
+	ms, ok := ts.TokenStore.(*MemoryStore)
+	return ms, ok
 }

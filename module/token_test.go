@@ -514,7 +514,8 @@ func TestTokenEndpoint(t *testing.T) {
 			if d := time.Until(time.UnixMilli(rec2.ExpiresAt)); d > time.Duration(wantTTL+1)*time.Second || d < time.Duration(wantTTL-2)*time.Second {
 				t.Errorf("stored expiry is %v away, want about %ds", d, wantTTL)
 			}
-			for k := range h.store.(*MemoryStore).tokens.cache.Items() {
+			ms, _ := memoryStoreOf(h)
+			for k := range ms.tokens.cache.Items() {
 				if strings.Contains(k, data.AccessToken) || len(k) != 32 {
 					t.Errorf("store key %q is not a SHA-256", k)
 				}

@@ -151,10 +151,8 @@ type Handler struct {
 
 	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
 	store        TokenStore
-	tokenMatch   caddyhttp.MatchPath
-	revokeMatch  caddyhttp.MatchPath // <token_path>revoke/ (RFC 7009)
-	inspectMatch caddyhttp.MatchPath // <token_path>introspect/ (RFC 7662)
-	oauth2       []oauth2Route       // the standard endpoints, if enabled
+	endpoints    []endpoint          // token, revocation, introspection, standard ones
+	anyEndpoint  caddyhttp.MatchPath // all their paths, to skip them in one test
 	protectMatch caddyhttp.MatchPath
 	clients      map[string]*Client
 	decoy        secretVerifier
@@ -271,9 +269,23 @@ func (h *Handler) provisionDefaults() {
 // provisionMatchers builds the path matchers of the endpoints, the
 // protected paths and the scope rules.
 func (h *Handler) provisionMatchers(ctx caddy.Context) error {
-	h.tokenMatch = exactPath(h.TokenPath)
-	h.revokeMatch = exactPath(subPath(h.TokenPath, "revoke/"))
-	h.inspectMatch = exactPath(subPath(h.TokenPath, "introspect/"))
+	h.endpoints = []endpoint{
+		{exactPath(h.TokenPath), h.serveToken},
+		{exactPath(subPath(h.TokenPath, "revoke/")), h.serveRevoke},         // RFC 7009
+		{exactPath(subPath(h.TokenPath, "introspect/")), h.serveIntrospect}, // RFC 7662
+	}
+	if h.OAuth2TokenPath != "off" {
+		tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
+		h.endpoints = append(h.endpoints,
+			endpoint{exactPath(tok), h.serveOAuth2Token},
+			endpoint{exactPath(rev), h.serveOAuth2Revoke},
+			endpoint{exactPath(intro), h.serveOAuth2Introspect},
+			endpoint{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata})
+	}
+	h.anyEndpoint = nil
+	for _, ep := range h.endpoints {
+		h.anyEndpoint = append(h.anyEndpoint, ep.match...)
+	}
 	h.protectMatch = nil
 	for _, p := range h.Protect {
 		h.protectMatch = append(h.protectMatch, p)
@@ -281,19 +293,9 @@ func (h *Handler) provisionMatchers(ctx caddy.Context) error {
 			h.protectMatch = append(h.protectMatch, bare)
 		}
 	}
-	matchers := []caddyhttp.MatchPath{h.tokenMatch, h.revokeMatch, h.inspectMatch, h.protectMatch}
-	h.oauth2 = nil
-	if h.OAuth2TokenPath != "off" {
-		tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
-		h.oauth2 = []oauth2Route{
-			{exactPath(tok), h.serveOAuth2Token},
-			{exactPath(rev), h.serveOAuth2Revoke},
-			{exactPath(intro), h.serveOAuth2Introspect},
-			{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata},
-		}
-		for _, rt := range h.oauth2 {
-			matchers = append(matchers, rt.match)
-		}
+	matchers := []caddyhttp.MatchPath{h.anyEndpoint, h.protectMatch}
+	for _, ep := range h.endpoints {
+		matchers = append(matchers, ep.match)
 	}
 	h.scopeMatch = nil
 	for i, rule := range h.ScopeRules {
@@ -390,26 +392,21 @@ func (h *Handler) Validate() error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
-	switch {
-	case h.matches(h.tokenMatch, r):
-		return h.serveToken(w, r)
-	case h.matches(h.revokeMatch, r):
-		return h.serveRevoke(w, r)
-	case h.matches(h.inspectMatch, r):
-		return h.serveIntrospect(w, r)
-	case h.matches(h.protectMatch, r):
-		return h.serveProtected(w, r, next)
-	}
-	for _, rt := range h.oauth2 {
-		if h.matches(rt.match, r) {
-			return rt.serve(w, r)
+	if h.matches(h.anyEndpoint, r) {
+		for _, ep := range h.endpoints {
+			if h.matches(ep.match, r) {
+				return ep.serve(w, r)
+			}
 		}
+	}
+	if h.matches(h.protectMatch, r) {
+		return h.serveProtected(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// oauth2Route is one standard endpoint.
-type oauth2Route struct {
+// endpoint is one path outergate answers itself.
+type endpoint struct {
 	match caddyhttp.MatchPath
 	serve func(http.ResponseWriter, *http.Request) error
 }

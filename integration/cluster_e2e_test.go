@@ -35,6 +35,7 @@ func TestClusterSharedRedis(t *testing.T) {
 
 	// A restart of one instance loses nothing.
 	a.caddy.Restart(t)
+	a.client.CloseIdleConnections()
 	harness.WaitHTTP(t, a.base+"/", 10*time.Second)
 	expect(t, a.do(with(tok)), 200, 0, "Device info")
 

@@ -60,6 +60,8 @@ type gateway struct {
 	backend *legacy.Backend
 	cfg     gatewayConfig
 
+	client *http.Client // its own connections, dropped on reload
+
 	mu     sync.Mutex
 	tokens []string // every token issued, for the log-hygiene check
 }
@@ -68,7 +70,9 @@ type gateway struct {
 // checks at cleanup that no secret or token reached the logs.
 func startGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
-	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second})}
+	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
+		client: &http.Client{Transport: &http.Transport{}}}
+	t.Cleanup(g.client.CloseIdleConnections)
 	up := httptest.NewServer(g.backend)
 	t.Cleanup(up.Close)
 	if g.cfg.Upstream == "" {
@@ -117,7 +121,17 @@ func (g *gateway) reload(cfg gatewayConfig) {
 		cfg.Upstream = g.cfg.Upstream
 	}
 	g.cfg = cfg
-	g.caddy.Reload(g.t, g.caddyfile())
+	g.reloadWith(g.caddyfile())
+}
+
+// reloadWith applies a Caddyfile body to the running binary. A reload
+// closes Caddy's idle keep-alive connections (DESIGN.md), so the client
+// drops its own and dials fresh ones: a POST on a connection closed under
+// it would fail with EOF rather than be retried.
+func (g *gateway) reloadWith(body string) {
+	g.t.Helper()
+	g.caddy.Reload(g.t, body)
+	g.client.CloseIdleConnections()
 }
 
 // checkLogHygiene fails the test if any secret or issued token, whole or
@@ -194,7 +208,7 @@ func (g *gateway) do(req request) reply {
 	if req.host != "" {
 		hr.Host = req.host
 	}
-	resp, err := http.DefaultClient.Do(hr)
+	resp, err := g.client.Do(hr)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", req.method, req.path, err)
 	}

@@ -41,6 +41,7 @@ func TestReloadKeepsTokens(t *testing.T) {
 
 	// A restart of the process loses the memory store.
 	g.caddy.Restart(t)
+	g.client.CloseIdleConnections()
 	harness.WaitHTTP(t, g.base+"/", 10*time.Second)
 	expect(t, g.do(request{path: infoPath + legacy.DeviceOnline, header: bearer(tok)}), 401, 23021, "")
 }
@@ -52,7 +53,7 @@ func TestRemovedClientTokenRefused(t *testing.T) {
 	tok := g.issue(appID, appSecret)
 	body := g.caddyfile()
 	// Replace the device-app client line with a client of another id.
-	g.caddy.Reload(t, replaceOnce(t, body, "client "+appID+" ", "client someone-else "))
+	g.reloadWith(replaceOnce(t, body, "client "+appID+" ", "client someone-else "))
 	expect(t, g.do(request{path: infoPath + legacy.DeviceOnline, header: bearer(tok)}), 401, 23021, "")
 }
 

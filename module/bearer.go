@@ -126,6 +126,10 @@ func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next ca
 	if aerr != nil {
 		return h.respond(w, aerr)
 	}
+	if aerr := methodOverride(r.Header); aerr != nil {
+		h.auditRefusal(r, "method override refused", aerr, zap.String("client_id", rec.ClientID))
+		return h.respond(w, aerr)
+	}
 	if aerr := h.checkParams(r); aerr != nil {
 		h.auditRefusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
 		return h.respond(w, aerr)
@@ -180,10 +184,45 @@ func (h *Handler) validate(r *http.Request) (rec TokenRecord, outcome string, ae
 	return rec, "ok", nil, nil
 }
 
-// checkParams enforces RequireParams: each present exactly once, as a
-// non-empty string, in the query string or a form or JSON body. A body it
-// reads is put back byte for byte.
+// methodOverrideHeaders make some backends (Rails, Express, Spring,
+// ASP.NET) run another method than the one the scope check saw.
+var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// methodOverride refuses a request that asks the upstream to change its
+// method, so that a read-only token cannot write.
+func methodOverride(h http.Header) *apiError {
+	for _, name := range methodOverrideHeaders {
+		if _, ok := h[name]; ok {
+			return badRequest(name + " is not allowed")
+		}
+	}
+	return nil
+}
+
+// checkParams reads a request body whole (limit 64 KiB, 413 past it) and
+// puts it back byte for byte, so that a broken body is refused here rather
+// than half-forwarded; then it enforces RequireParams: each present exactly
+// once, as a non-empty string, in the query string or a form or JSON body.
 func (h *Handler) checkParams(r *http.Request) *apiError {
+	body := params{}
+	if hasBody(r) {
+		raw, aerr := readBody(r)
+		if aerr != nil {
+			return aerr
+		}
+		restoreBody(r, raw)
+		if kind := contentKind(r.Header.Get("Content-Type")); kind != bodyOther {
+			p, err := parseBodyParams(kind, raw)
+			if err != nil {
+				return badRequest(err.Error())
+			}
+			body = p
+		}
+	}
+	if _, sent := body["access_token"]; sent {
+		// RFC 6750 §2: one method per request, and here only the header.
+		return invalidToken("access token must be sent only in the Authorization header")
+	}
 	if len(h.RequireParams) == 0 {
 		return nil
 	}
@@ -194,19 +233,6 @@ func (h *Handler) checkParams(r *http.Request) *apiError {
 			return badRequest("malformed query string")
 		}
 		query = q
-	}
-	body := params{}
-	if kind := contentKind(r.Header.Get("Content-Type")); kind != bodyOther && hasBody(r) {
-		raw, aerr := readBody(r)
-		if aerr != nil {
-			return aerr
-		}
-		restoreBody(r, raw)
-		p, err := parseBodyParams(kind, raw)
-		if err != nil {
-			return badRequest(err.Error())
-		}
-		body = p
 	}
 	for _, name := range h.RequireParams {
 		_, found, err := single(name, query, body)

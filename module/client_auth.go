@@ -140,6 +140,16 @@ func (h *Handler) authenticate(id, secret string) (*Client, bool) {
 	return c, true
 }
 
+// claimedClient names an unverified client id in the audit log: as it is
+// when it is a configured client, else only as a fingerprint, since people
+// paste secrets into the id field.
+func (h *Handler) claimedClient(id string) zap.Field {
+	if _, known := h.clients[id]; known {
+		return zap.String("client_id", id)
+	}
+	return zap.String("unknown_client_fp", hashToken(id).Fingerprint())
+}
+
 // authenticateClient runs what every client-authenticated endpoint shares:
 // the per-address throttle, parsing (check validates the endpoint's own
 // parameters), the per-client lockout, the secret check, and counting
@@ -182,7 +192,7 @@ func (h *Handler) authenticateClient(r *http.Request, check func(params) *apiErr
 			return nil, req, nil, err
 		}
 		aerr := clientAuthFailed(req.basic)
-		h.auditRefusal(r, "client authentication failed", aerr, zap.String("client_id", req.clientID))
+		h.auditRefusal(r, "client authentication failed", aerr, h.claimedClient(req.clientID))
 		return nil, req, aerr, nil
 	}
 	if clientFailures > 0 {

@@ -272,12 +272,16 @@ func cleanMessage(s string) string {
 			space = b.Len() > 0
 			continue
 		}
+		need := utf8.RuneLen(r)
+		if space {
+			need++
+		}
+		if b.Len()+need > maxEnvelopeMessageSize {
+			break
+		}
 		if space {
 			b.WriteByte(' ')
 			space = false
-		}
-		if b.Len()+utf8.RuneLen(r) > maxEnvelopeMessageSize {
-			break
 		}
 		b.WriteRune(r)
 	}

@@ -39,9 +39,16 @@ type memoryTokens struct {
 	failures *cache.Cache // key -> *failureWindow
 	mu       sync.Mutex   // guards byClient and the failure windows
 
-	// byClient indexes the tokens of each client with their expiry (Unix
-	// ms), for revocation, counting and the per-client cap.
-	byClient map[string]map[TokenHash]int64
+	// byClient indexes the tokens of each client, for revocation, counting
+	// and the per-client cap.
+	byClient map[string]map[TokenHash]indexEntry
+	seq      uint64 // issue order, which milliseconds alone cannot give
+}
+
+// indexEntry is one token in its client's index.
+type indexEntry struct {
+	exp int64  // expiry, Unix ms
+	seq uint64 // issue order within the process
 }
 
 // newMemoryTokens returns an empty process-wide token cache whose index
@@ -51,7 +58,7 @@ func newMemoryTokens() *memoryTokens {
 		// Expired tokens are refused on read; the janitor frees memory.
 		cache:    cache.New(cache.NoExpiration, time.Minute),
 		failures: cache.New(cache.NoExpiration, time.Minute),
-		byClient: make(map[string]map[TokenHash]int64),
+		byClient: make(map[string]map[TokenHash]indexEntry),
 	}
 	m.cache.OnEvicted(func(k string, v any) {
 		m.mu.Lock()
@@ -125,10 +132,11 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, ma
 	m.mu.Lock()
 	set := m.byClient[rec.ClientID]
 	if set == nil {
-		set = make(map[TokenHash]int64)
+		set = make(map[TokenHash]indexEntry)
 		m.byClient[rec.ClientID] = set
 	}
-	set[key] = rec.ExpiresAt
+	m.seq++
+	set[key] = indexEntry{exp: rec.ExpiresAt, seq: m.seq}
 	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli(), key)
 	m.mu.Unlock()
 
@@ -159,28 +167,27 @@ func (m *memoryTokens) revoke(key TokenHash) bool {
 }
 
 // oldestBeyond returns the tokens of set to evict so that at most max
-// unexpired ones remain, oldest (soonest to expire) first, never keep (the
-// token being issued, which may share its millisecond with others). With
-// max <= 0 there is no cap.
-func oldestBeyond(set map[TokenHash]int64, max int, nowMs int64, keep TokenHash) []TokenHash {
+// unexpired ones remain: the earliest issued first, never keep (the token
+// being issued). With max <= 0 there is no cap.
+func oldestBeyond(set map[TokenHash]indexEntry, max int, nowMs int64, keep TokenHash) []TokenHash {
 	if max <= 0 || len(set) <= max {
 		return nil
 	}
 	type entry struct {
 		key TokenHash
-		exp int64
+		seq uint64
 	}
 	live := make([]entry, 0, len(set))
-	for k, exp := range set {
-		if exp > nowMs && k != keep {
-			live = append(live, entry{k, exp})
+	for k, e := range set {
+		if e.exp > nowMs && k != keep {
+			live = append(live, entry{k, e.seq})
 		}
 	}
 	over := len(live) + 1 - max // keep counts too
 	if over <= 0 {
 		return nil
 	}
-	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.exp, b.exp) })
+	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
 	victims := make([]TokenHash, 0, over)
 	for _, e := range live[:over] {
 		victims = append(victims, e.key)
@@ -226,8 +233,8 @@ func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, erro
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
 	n := 0
-	for _, exp := range s.tokens.byClient[clientID] {
-		if exp > now {
+	for _, e := range s.tokens.byClient[clientID] {
+		if e.exp > now {
 			n++
 		}
 	}

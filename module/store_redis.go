@@ -369,8 +369,10 @@ func unavailable(what string, err error) error {
 // save writes the client index entry and the token in one MULTI/EXEC
 // (per hash slot on a Cluster, where the index goes first: a crash between
 // the two leaves an index entry without a token, never a token that
-// revocation cannot find), then evicts the client's oldest tokens beyond
-// maxPerClient.
+// revocation cannot find), then evicts the client's earliest issued tokens
+// beyond maxPerClient. The index is scored by issue time in microseconds;
+// members of expired tokens stay until they are the oldest and go first,
+// so the index never holds more than maxPerClient members.
 func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {
@@ -385,8 +387,7 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 	ck := c.clientKey(rec.ClientID)
 	member := hex.EncodeToString(key[:])
 	_, err = c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRemRangeByScore(ctx, ck, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-		p.ZAdd(ctx, ck, redis.Z{Score: float64(rec.ExpiresAt), Member: member})
+		p.ZAdd(ctx, ck, redis.Z{Score: float64(time.Now().UnixMicro()), Member: member})
 		// The index lives as long as its longest-lived token (Redis >= 7.0).
 		p.ExpireNX(ctx, ck, ttl+time.Second)
 		p.ExpireGT(ctx, ck, ttl+time.Second)
@@ -426,15 +427,41 @@ end
 redis.call('ZREM', KEYS[1], unpack(out))
 return out`)
 
-// countClient counts a client's live tokens from its index.
+// countClient counts a client's live tokens: the members of its index
+// whose token is there, not expired and not revoked.
 func (c *redisConn) countClient(ctx context.Context, clientID string) (int, error) {
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	n, err := c.client.ZCount(ctx, c.clientKey(clientID), "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
+	members, err := c.client.ZRange(ctx, c.clientKey(clientID), 0, -1).Result()
 	if err != nil {
 		return 0, unavailable("count", err)
 	}
-	return int(n), nil
+	if len(members) == 0 {
+		return 0, nil
+	}
+	keys := make([]string, len(members))
+	for i, m := range members {
+		keys[i] = c.prefix + "t:" + m
+	}
+	vals := make([]*redis.StringCmd, len(keys))
+	_, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			vals[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, unavailable("count", err)
+	}
+	n := 0
+	now := time.Now()
+	for _, v := range vals {
+		var rec TokenRecord
+		if b, err := v.Bytes(); err == nil && json.Unmarshal(b, &rec) == nil && !rec.Revoked && !rec.expired(now) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // load reads a token, from the local cache while the invalidation

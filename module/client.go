@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -118,16 +119,42 @@ func decoyVerifier(clients []Client) (secretVerifier, error) {
 			}
 		}
 	}
-	random := rand.Text()
 	if cost == 0 {
-		return sha256Verifier(sha256.Sum256([]byte(random))), nil
+		return sha256Verifier(sha256.Sum256([]byte(rand.Text()))), nil
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(random), cost)
+	// Hashing a bcrypt decoy costs ~50 ms; one per cost serves every
+	// config load, so that a reload is as quick as stock Caddy's.
+	val, _, err := decoys.LoadOrNew(decoyKey(cost), func() (caddy.Destructor, error) {
+		h, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cost)
+		if err != nil {
+			return nil, fmt.Errorf("generating decoy hash: %w", err)
+		}
+		return bcryptDecoy{newBcryptVerifier(h)}, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("generating decoy hash: %w", err)
+		return nil, err
 	}
-	return newBcryptVerifier(h), nil
+	return val.(bcryptDecoy).bcryptVerifier, nil
 }
+
+// decoys holds the bcrypt decoy hashes by cost across config loads.
+var decoys = caddy.NewUsagePool()
+
+func decoyKey(cost int) string { return fmt.Sprintf("decoy/bcrypt/%d", cost) }
+
+// releaseDecoy drops a config's hold on the decoy of v, if v is one.
+func releaseDecoy(v secretVerifier) {
+	if b, ok := v.(*bcryptVerifier); ok {
+		if cost, err := bcrypt.Cost(b.hash); err == nil {
+			_, _ = decoys.Delete(decoyKey(cost))
+		}
+	}
+}
+
+// bcryptDecoy is the UsagePool value of a decoy; nothing to destruct.
+type bcryptDecoy struct{ *bcryptVerifier }
+
+func (bcryptDecoy) Destruct() error { return nil }
 
 // authenticate checks a secret against every hash of the client; all are
 // tried so that timing does not tell which one matched.

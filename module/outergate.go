@@ -152,7 +152,7 @@ type Handler struct {
 	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
 	store        TokenStore
 	endpoints    []endpoint          // token, revocation, introspection, standard ones
-	anyEndpoint  caddyhttp.MatchPath // all their paths, to skip them in one test
+	byPath       map[string]endpoint // the endpoints by lower-case, cleaned literal path
 	protectMatch caddyhttp.MatchPath
 	clients      map[string]*Client
 	decoy        secretVerifier
@@ -214,8 +214,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup removes the handler from the admin API's view.
+// Cleanup removes the handler from the admin API's view and releases its
+// decoy hash.
 func (h *Handler) Cleanup() error {
+	releaseDecoy(h.decoy)
 	if h.liveKey != "" {
 		_, err := liveHandlers.Delete(h.liveKey)
 		return err
@@ -282,10 +284,6 @@ func (h *Handler) provisionMatchers(ctx caddy.Context) error {
 			endpoint{exactPath(intro), h.serveOAuth2Introspect},
 			endpoint{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata})
 	}
-	h.anyEndpoint = nil
-	for _, ep := range h.endpoints {
-		h.anyEndpoint = append(h.anyEndpoint, ep.match...)
-	}
 	h.protectMatch = nil
 	for _, p := range h.Protect {
 		h.protectMatch = append(h.protectMatch, p)
@@ -293,7 +291,7 @@ func (h *Handler) provisionMatchers(ctx caddy.Context) error {
 			h.protectMatch = append(h.protectMatch, bare)
 		}
 	}
-	matchers := []caddyhttp.MatchPath{h.anyEndpoint, h.protectMatch}
+	matchers := []caddyhttp.MatchPath{h.protectMatch}
 	for _, ep := range h.endpoints {
 		matchers = append(matchers, ep.match)
 	}
@@ -309,6 +307,19 @@ func (h *Handler) provisionMatchers(ctx caddy.Context) error {
 	for _, m := range matchers {
 		if err := m.Provision(ctx); err != nil {
 			return err
+		}
+	}
+	// Endpoint paths are literal: a map of their lower-case, cleaned form
+	// answers what their path matchers would, with one clean per request.
+	h.byPath = make(map[string]endpoint)
+	for _, ep := range h.endpoints {
+		for _, p := range ep.match {
+			if strings.ContainsAny(p, "*?[{%") {
+				return fmt.Errorf("endpoint path %q must be a literal path", p)
+			}
+			if _, taken := h.byPath[p]; !taken {
+				h.byPath[p] = ep
+			}
 		}
 	}
 	return nil
@@ -392,17 +403,29 @@ func (h *Handler) Validate() error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
-	if h.matches(h.anyEndpoint, r) {
-		for _, ep := range h.endpoints {
-			if h.matches(ep.match, r) {
-				return ep.serve(w, r)
-			}
-		}
+	if ep, ok := h.endpointFor(r); ok {
+		return ep.serve(w, r)
 	}
 	if h.matches(h.protectMatch, r) {
 		return h.serveProtected(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// endpointFor finds the endpoint a request is for. The path is cleaned as
+// Caddy's path matcher cleans it (lower case, dot segments, doubled
+// slashes); the ";param" and backslash spellings go through the matchers.
+func (h *Handler) endpointFor(r *http.Request) (endpoint, bool) {
+	if strings.ContainsAny(r.URL.Path, ";\\") {
+		for _, ep := range h.endpoints {
+			if h.matches(ep.match, r) {
+				return ep, true
+			}
+		}
+		return endpoint{}, false
+	}
+	ep, ok := h.byPath[caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true)]
+	return ep, ok
 }
 
 // endpoint is one path outergate answers itself.

@@ -33,9 +33,10 @@ type TokenRecord struct {
 	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
-	// Revoked marks a tombstone: the token was revoked (or evicted past
-	// max_tokens_per_client) and is refused as such until it would have
-	// expired.
+	// Revoked marks a tombstone: the token was revoked and is refused as
+	// such until it would have expired. (Tokens evicted past
+	// max_tokens_per_client are deleted instead, so that issuance cannot
+	// grow the store.)
 	Revoked bool `json:"r,omitempty"`
 }
 

@@ -142,7 +142,9 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, ma
 
 	m.cache.Set(string(key[:]), &rec, ttl)
 	for _, v := range victims {
-		m.revoke(v)
+		// Deleted, not tombstoned: a client looping on the token endpoint
+		// must not grow the store with issuance rate × token_ttl.
+		m.cache.Delete(string(v[:])) // OnEvicted unindexes it
 	}
 	return nil
 }
@@ -184,8 +186,18 @@ func oldestBeyond(set map[TokenHash]indexEntry, max int, nowMs int64, keep Token
 		}
 	}
 	over := len(live) + 1 - max // keep counts too
-	if over <= 0 {
+	switch {
+	case over <= 0:
 		return nil
+	case over == 1:
+		// The steady state of a client at its cap: one pass, no sort.
+		oldest := live[0]
+		for _, e := range live[1:] {
+			if e.seq < oldest.seq {
+				oldest = e
+			}
+		}
+		return []TokenHash{oldest.key}
 	}
 	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
 	victims := make([]TokenHash, 0, over)

@@ -405,8 +405,10 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 		return unavailable("cap", err)
 	}
 	for _, v := range victims {
-		if _, err := c.tombstone(ctx, v); err != nil {
-			return err
+		// Deleted, not tombstoned: a client looping on the token endpoint
+		// must not grow Redis with issuance rate × token_ttl.
+		if err := c.client.Del(ctx, c.prefix+"t:"+v).Err(); err != nil {
+			return unavailable("cap", err)
 		}
 		c.publish(ctx, "t:"+v)
 	}

@@ -1,0 +1,297 @@
+package outergate
+
+// Benchmarks of the request hot paths and the memory store's footprint.
+// They run only with -bench; integration/bench holds the end-to-end load
+// runs, and BENCHMARKS.md the commands and figures. On the 2-core machine
+// the figures come from, `go test -run '^$' -bench . -benchmem ./module`
+// takes about a minute, most of it filling the 1,000,000-token stores.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// benchDevicePath is the proxied request of integration/bench.
+const benchDevicePath = "/outer/device/info/?deviceid=e22cfa2e-9752-11e6-9baf-00163e120d98"
+
+// benchDeviceInfo is the upstream's 200 answer (spec/API.md).
+var benchDeviceInfo = []byte(`{"meta":{"message":"Device info","code":0},"data":{"mac":"agxhl0012ab","online":true,"pname":"test","createtime":"2016-10-21T13:54:51.950","productid":"c33d3908-9752-11e6-9baf-00163e120d98"}}`)
+
+var (
+	benchJSONType   = []string{"application/json; charset=utf-8"}
+	benchInfoLength = []string{strconv.Itoa(len(benchDeviceInfo))}
+)
+
+// newBenchHandler provisions a Handler with the test clients and its own
+// memory store, logging at Info level to nowhere through a JSON encoder, as
+// Caddy's default logger would (encoding included).
+func newBenchHandler(b *testing.B, store string) *Handler {
+	b.Helper()
+	name, _ := json.Marshal("bench/" + store)
+	h := &Handler{
+		Clients: []Client{
+			{ID: testClientID, SecretHashes: []string{sha256Hash(testClientSecret)}},
+			{ID: readerClientID, SecretHashes: []string{sha256Hash(readerSecret)}, Scope: "read"},
+		},
+		StoreRaw: json.RawMessage(`{"module":"memory","name":` + string(name) + `}`),
+	}
+	// Cancelling the context cleans up the modules it loaded: the store
+	// releases its pooled token cache.
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		b.Fatalf("Provision: %v", err)
+	}
+	if err := h.Validate(); err != nil {
+		b.Fatalf("Validate: %v", err)
+	}
+	h.logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.AddSync(io.Discard), zap.InfoLevel))
+	h.audit = h.logger.Named("audit")
+	return h
+}
+
+// discardWriter is a ResponseWriter that keeps only the status, so that an
+// iteration allocates nothing on the writer's side.
+type discardWriter struct {
+	header http.Header
+	status int
+	n      int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) WriteHeader(s int)   { w.status = s }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+func (w *discardWriter) reset() {
+	clear(w.header)
+	w.status, w.n = 0, 0
+}
+
+// rewindBody is a request body that can be read again after reset,
+// without allocating.
+type rewindBody struct{ bytes.Reader }
+
+func (*rewindBody) Close() error { return nil }
+
+// upstreamOK answers like the benchmark upstream: a 200 device-info
+// envelope. It allocates nothing, so that allocs/op are outergate's.
+var upstreamOK = caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+	h := w.Header()
+	h["Content-Type"] = benchJSONType
+	h["Content-Length"] = benchInfoLength
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(benchDeviceInfo)
+	return err
+})
+
+// BenchmarkBearerValidation drives ServeHTTP on a protected path with a valid
+// token and an upstream that answers 200: path matching, bearer parsing,
+// SHA-256, the memory store's Load, the scope and deviceid checks, header
+// rewriting and the response recorder. Sub-benchmarks: live is the number
+// of live tokens in the store, presented how many distinct ones the
+// requests carry in turn (random order). With 65,536 presented, lookups
+// miss the CPU caches as they would with many clients; with 1 presented out
+// of 1,000,000, only the store's size (and the heap the GC must mark)
+// differs from live=1.
+func BenchmarkBearerValidation(b *testing.B) {
+	for _, c := range []struct{ live, presented int }{{1, 1}, {1_000_000, 1}, {1_000_000, 1 << 16}} {
+		name := "live=" + strconv.Itoa(c.live)
+		if c.live > 1 {
+			name += ",presented=" + strconv.Itoa(c.presented)
+		}
+		b.Run(name, func(b *testing.B) {
+			h := newBenchHandler(b, "bearer/"+name)
+			auth := make([][]string, 0, c.presented)
+			now := time.Now()
+			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
+				ExpiresAt: now.Add(time.Hour).UnixMilli()}
+			for i := range c.live {
+				tok, err := newToken()
+				if err != nil {
+					b.Fatal(err)
+				}
+				// No per-client cap: the store holds all of them.
+				if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
+					b.Fatal(err)
+				}
+				if i < c.presented {
+					auth = append(auth, []string{"Bearer " + tok})
+				}
+			}
+			rand.Shuffle(len(auth), func(i, j int) { auth[i], auth[j] = auth[j], auth[i] })
+
+			r, _ := newRequest(http.MethodGet, benchDevicePath, nil)
+			w := &discardWriter{header: http.Header{}}
+			serve := func(i int) {
+				r.Header["Authorization"] = auth[i%len(auth)]
+				w.reset()
+				if err := h.ServeHTTP(w, r, upstreamOK); err != nil || w.status != http.StatusOK {
+					b.Fatalf("ServeHTTP: status %d, error %v", w.status, err)
+				}
+			}
+			serve(0)
+			runtime.GC()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				serve(i)
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkNormalize runs proxy (the response recorder and the envelope
+// rewriting) over upstream answers: an HTML 500 page with a stack trace, a
+// JSON 404 with a message, and the 2xx that streams through untouched (the
+// price every proxied request pays).
+func BenchmarkNormalize(b *testing.B) {
+	stackPage := []byte("<!DOCTYPE html><html><head><title>HTTP Status 500 – Internal Server Error</title></head><body>" +
+		"<h1>HTTP Status 500 – Internal Server Error</h1><p><b>Type</b> Exception Report</p>" +
+		"<p><b>Message</b> Request processing failed</p><pre>java.lang.NullPointerException\n" +
+		strings.Repeat("\tat com.vendor.device.DeviceService.info(DeviceService.java:212)\n", 30) +
+		"</pre><hr class=\"line\" /><h3>Apache Tomcat/8.5.32</h3></body></html>")
+	cases := []struct {
+		name   string
+		status int
+		ctype  string
+		body   []byte
+		want   int
+	}{
+		{"html-500", 500, "text/html;charset=utf-8", stackPage, 500},
+		{"json-404", 404, "application/json", []byte(`{"timestamp":"2026-11-27T00:46:10.000+00:00","status":404,"error":"Not Found","message":"no such device","path":"/outer/device/info/"}`), 404},
+		{"2xx-passthrough", 200, "application/json; charset=utf-8", benchDeviceInfo, 200},
+	}
+	h := newBenchHandler(b, "normalize")
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			ctype := []string{c.ctype}
+			length := []string{strconv.Itoa(len(c.body))}
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+				hdr := w.Header()
+				hdr["Content-Type"] = ctype
+				hdr["Content-Length"] = length
+				w.WriteHeader(c.status)
+				_, err := w.Write(c.body)
+				return err
+			})
+			r, _ := newRequest(http.MethodGet, benchDevicePath, nil)
+			w := &discardWriter{header: http.Header{}}
+			serve := func() {
+				w.reset()
+				if err := h.proxy(w, r, next); err != nil || w.status != c.want {
+					b.Fatalf("proxy: status %d, error %v", w.status, err)
+				}
+			}
+			serve()
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
+			}
+		})
+	}
+}
+
+// BenchmarkTokenIssue drives ServeHTTP on the token endpoint with form
+// credentials of a sha256 client: throttle reads, parsing, secret check,
+// crypto/rand, the store's Save (at the 100-token cap after the first 100
+// iterations, so each Save also evicts the oldest token), the log line and
+// the envelope.
+func BenchmarkTokenIssue(b *testing.B) {
+	h := newBenchHandler(b, "issue")
+	form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID},
+		"client_secret": {testClientSecret}}.Encode())
+	r, _ := newRequest(http.MethodPost, "/outer/token/", nil)
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	body := new(rewindBody)
+	w := &discardWriter{header: http.Header{}}
+	serve := func() {
+		body.Reset(form)
+		r.Body, r.ContentLength = body, int64(len(form))
+		w.reset()
+		if err := h.ServeHTTP(w, r, nil); err != nil || w.status != http.StatusOK {
+			b.Fatalf("token endpoint: status %d, error %v", w.status, err)
+		}
+	}
+	serve()
+	b.ReportAllocs()
+	for b.Loop() {
+		serve()
+	}
+}
+
+// BenchmarkMemoryStoreBytesPerToken fills a fresh memory store with
+// 1,000,000 live tokens (10,000 clients × 100, the default cap) through Save
+// and reports the Go heap it holds afterwards, per token (HeapAlloc after a
+// GC, minus the same before), and the mean cost of one Save. ns/op is
+// suppressed: one iteration is the whole fill.
+func BenchmarkMemoryStoreBytesPerToken(b *testing.B) {
+	const clients, perClient = 10_000, 100
+	ids := make([]string, clients)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("client-%05d", i)
+	}
+	scope := DefaultScope
+	var bytesPerToken, nsPerSave float64
+	iterations := 0
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := &MemoryStore{tokens: newMemoryTokens()}
+		now := time.Now()
+		exp := now.Add(time.Hour).UnixMilli()
+		var key TokenHash
+		start := time.Now()
+		for i := range clients * perClient {
+			// Distinct, random-looking keys: tokens are SHA-256 digests.
+			for j := 0; j < len(key); j += 8 {
+				v := rand.Uint64()
+				for k := range 8 {
+					key[j+k] = byte(v >> (8 * k))
+				}
+			}
+			rec := TokenRecord{ClientID: ids[i%clients], Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: exp}
+			if err := s.Save(context.Background(), key, rec, perClient); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if n := s.tokens.cache.ItemCount(); n != clients*perClient {
+			b.Fatalf("store holds %d tokens, want %d", n, clients*perClient)
+		}
+		bytesPerToken += float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (clients * perClient)
+		nsPerSave += float64(elapsed.Nanoseconds()) / (clients * perClient)
+		iterations++
+		runtime.KeepAlive(s)
+		_ = s.tokens.Destruct()
+	}
+	b.ReportMetric(bytesPerToken/float64(iterations), "bytes/token")
+	b.ReportMetric(nsPerSave/float64(iterations), "ns/save")
+	b.ReportMetric(0, "ns/op")
+}

@@ -119,7 +119,7 @@ func hasScope(scope, want string) bool {
 // verified identity, to next.
 func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rec, outcome, aerr, err := h.validate(r)
-	metricValidations.WithLabelValues(outcome).Inc()
+	validations[outcome].Inc()
 	if err != nil {
 		return h.storeError(w, "loading token", err)
 	}

@@ -82,9 +82,28 @@ func upstreamError(code int) {
 	metricUpstreamErrors.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
+// The label values are a fixed set, so their children are looked up once
+// rather than on every request.
+var (
+	storeLatency = func() map[string]prometheus.Observer {
+		m := map[string]prometheus.Observer{}
+		for _, op := range []string{"save", "load", "revoke", "revoke_client", "count", "failures", "add_failure", "reset_failures"} {
+			m[op] = metricStoreLatency.WithLabelValues(op)
+		}
+		return m
+	}()
+	validations = func() map[string]prometheus.Counter {
+		m := map[string]prometheus.Counter{}
+		for _, o := range []string{"ok", "missing", "invalid", "expired", "revoked", "insufficient_scope", "store_error"} {
+			m[o] = metricValidations.WithLabelValues(o)
+		}
+		return m
+	}()
+)
+
 // observeStore records the latency of one store operation.
 func observeStore(op string, start time.Time) {
-	metricStoreLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	storeLatency[op].Observe(time.Since(start).Seconds())
 }
 
 // timedStore measures every operation of the store it wraps.

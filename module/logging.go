@@ -24,11 +24,17 @@ func (h *Handler) auditRefusal(r *http.Request, msg string, e *apiError, fields 
 	}
 }
 
-// storeError answers 503 + 23090 when the token store cannot answer, and
-// logs it at Error level, since the server will not.
+// storeError answers 503 + 23090 in the envelope when the token store
+// cannot answer.
 func (h *Handler) storeError(w http.ResponseWriter, op string, err error) error {
+	return h.respond(w, h.failClosed(op, err))
+}
+
+// failClosed logs a store failure at Error level, since the server will
+// not, and returns the fail-closed answer, for either rendering.
+func (h *Handler) failClosed(op string, err error) *apiError {
 	h.logger.Error("token store failed", zap.String("op", op), zap.Error(err))
-	return h.respond(w, storeUnavailable())
+	return storeUnavailable()
 }
 
 // storeUnavailable is the fail-closed answer when the store cannot answer.

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"go.uber.org/zap"
 )
 
 // Standard OAuth2 endpoints beside the envelope ones: the same clients,
@@ -32,8 +30,7 @@ func (h *Handler) serveOAuth2Token(w http.ResponseWriter, r *http.Request) error
 	noStore(w)
 	data, aerr, err := h.issueToken(r)
 	if err != nil {
-		h.logger.Error("token store failed", zap.String("op", "issuing token"), zap.Error(err))
-		aerr = storeUnavailable()
+		aerr = h.failClosed("issuing token", err)
 	}
 	if aerr != nil {
 		return h.oauthRespond(w, aerr)
@@ -46,8 +43,7 @@ func (h *Handler) serveOAuth2Revoke(w http.ResponseWriter, r *http.Request) erro
 	noStore(w)
 	aerr, err := h.revoke(r)
 	if err != nil {
-		h.logger.Error("token store failed", zap.String("op", "revoking token"), zap.Error(err))
-		aerr = storeUnavailable()
+		aerr = h.failClosed("revoking token", err)
 	}
 	if aerr != nil {
 		return h.oauthRespond(w, aerr)
@@ -62,8 +58,7 @@ func (h *Handler) serveOAuth2Introspect(w http.ResponseWriter, r *http.Request) 
 	noStore(w)
 	info, aerr, err := h.introspect(r)
 	if err != nil {
-		h.logger.Error("token store failed", zap.String("op", "introspecting token"), zap.Error(err))
-		aerr = storeUnavailable()
+		aerr = h.failClosed("introspecting token", err)
 	}
 	if aerr != nil {
 		return h.oauthRespond(w, aerr)

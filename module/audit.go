@@ -23,21 +23,3 @@ func (h *Handler) auditRefusal(r *http.Request, msg string, e *apiError, fields 
 			zap.String("path", r.URL.Path))...)
 	}
 }
-
-// storeError answers 503 + 23090 in the envelope when the token store
-// cannot answer.
-func (h *Handler) storeError(w http.ResponseWriter, op string, err error) error {
-	return h.respond(w, h.failClosed(op, err))
-}
-
-// failClosed logs a store failure at Error level, since the server will
-// not, and returns the fail-closed answer, for either rendering.
-func (h *Handler) failClosed(op string, err error) *apiError {
-	h.logger.Error("token store failed", zap.String("op", op), zap.Error(err))
-	return storeUnavailable()
-}
-
-// storeUnavailable is the fail-closed answer when the store cannot answer.
-func storeUnavailable() *apiError {
-	return oauthError(newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"), "temporarily_unavailable")
-}

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Standard OAuth2 endpoints beside the envelope ones: the same clients,
@@ -17,13 +15,6 @@ const (
 	DefaultOAuth2TokenPath = "/oauth2/token"
 	wellKnownMetadata      = "/.well-known/oauth-authorization-server"
 )
-
-// oauth2Paths derives the standard endpoints from oauth2_token_path:
-// revoke and introspect sit beside the token endpoint.
-func oauth2Paths(tokenPath string) (token, revoke, introspect string) {
-	dir := path.Dir(strings.TrimSuffix(tokenPath, "/"))
-	return tokenPath, path.Join(dir, "revoke"), path.Join(dir, "introspect")
-}
 
 // serveOAuth2Token answers RFC 6749 §4.4 with §5.1/§5.2 replies.
 func (h *Handler) serveOAuth2Token(w http.ResponseWriter, r *http.Request) error {
@@ -161,15 +152,4 @@ func (h *Handler) allScopes() []string {
 	}
 	slices.Sort(all)
 	return slices.Compact(all)
-}
-
-// metadataPaths are where RFC 8414 §3 clients look: the well-known path,
-// with the issuer's path appended when it has one.
-func metadataPaths(issuer string) []string {
-	paths := []string{wellKnownMetadata}
-	if u, err := url.Parse(issuer); err == nil && strings.Trim(u.Path, "/") != "" {
-		p := strings.TrimSuffix(u.Path, "/")
-		paths = append(paths, wellKnownMetadata+p, wellKnownMetadata+p+"/")
-	}
-	return paths
 }

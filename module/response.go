@@ -2,8 +2,11 @@ package outergate
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+
+	"go.uber.org/zap"
 )
 
 // Codes of the platform's envelope (spec/API.md) and of outergate (DESIGN.md).
@@ -94,4 +97,31 @@ func writeAPIError(w http.ResponseWriter, e *apiError) error {
 		w.Header()[name] = values
 	}
 	return writeEnvelope(w, e.status, e.code, e.message, nil)
+}
+
+// respond writes an apiError; a failure to write is only logged, since the
+// client is gone.
+func (h *Handler) respond(w http.ResponseWriter, e *apiError) error {
+	if err := writeAPIError(w, e); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		h.logger.Debug("writing envelope", zap.Error(err))
+	}
+	return nil
+}
+
+// storeError answers 503 + 23090 in the envelope when the token store
+// cannot answer.
+func (h *Handler) storeError(w http.ResponseWriter, op string, err error) error {
+	return h.respond(w, h.failClosed(op, err))
+}
+
+// failClosed logs a store failure at Error level, since the server will
+// not, and returns the fail-closed answer, for either rendering.
+func (h *Handler) failClosed(op string, err error) *apiError {
+	h.logger.Error("token store failed", zap.String("op", op), zap.Error(err))
+	return storeUnavailable()
+}
+
+// storeUnavailable is the fail-closed answer when the store cannot answer.
+func storeUnavailable() *apiError {
+	return oauthError(newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"), "temporarily_unavailable")
 }

@@ -1,41 +1,21 @@
 package outergate
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
-
-const (
-	formType = "application/x-www-form-urlencoded"
-	jsonType = "application/json"
-)
-
-func basicAuth(userPass string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(userPass))
-}
-
-// contextWithClientIP is r's context with Caddy's client IP set to ip.
-func contextWithClientIP(r *http.Request, ip string) context.Context {
-	return context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
-}
-
-// chunkedReader hides the length of a body, as a chunked request does.
-type chunkedReader struct{ io.Reader }
 
 func TestParseTokenRequest(t *testing.T) {
 	const creds = "grant_type=client_credentials&client_id=app&client_secret=s3cret"
@@ -336,51 +316,6 @@ func TestNewToken(t *testing.T) {
 		}
 		seen[tok] = true
 	}
-}
-
-// tokenCall posts to the token endpoint of h.
-type tokenCall struct {
-	method      string
-	target      string
-	contentType string
-	body        string
-	auth        string
-	ip          string
-}
-
-func (c tokenCall) do(t *testing.T, h *Handler) *httptest.ResponseRecorder {
-	t.Helper()
-	method, target, ct := c.method, c.target, c.contentType
-	if method == "" {
-		method = http.MethodPost
-	}
-	if target == "" {
-		target = "/outer/token/"
-	}
-	if ct == "" {
-		ct = formType
-	}
-	r, _ := newRequest(method, target, strings.NewReader(c.body))
-	r.Header.Set("Content-Type", ct)
-	if c.auth != "" {
-		r.Header.Set("Authorization", c.auth)
-	}
-	if c.ip != "" {
-		r = r.WithContext(contextWithClientIP(r, c.ip))
-	}
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, r, failNext(t)); err != nil {
-		t.Fatalf("ServeHTTP returned %v", err)
-	}
-	return rec
-}
-
-func formCreds(id, secret string, extra ...string) string {
-	v := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
-	for i := 0; i+1 < len(extra); i += 2 {
-		v.Set(extra[i], extra[i+1])
-	}
-	return v.Encode()
 }
 
 func TestTokenEndpoint(t *testing.T) {

@@ -6,15 +6,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// auditRefusal writes one refusal to the audit log (the module's logger
-// named "audit", at Info): the reason, the client address and whatever
-// identifies the client or token (its id, a token fingerprint). Never a
-// secret or a token. A nil e logs nothing.
-func (h *Handler) auditRefusal(r *http.Request, msg string, e *apiError, fields ...zap.Field) {
+// auditLoggerName names the audit log under the handler's logger, whose
+// name is the module ID: "http.handlers.outergate.audit".
+const auditLoggerName = "audit"
+
+// auditLog is the audit log: issuance, revocation and refusals, at Info.
+// It identifies clients by id and tokens by fingerprint, never by a secret
+// or a token.
+type auditLog struct{ *zap.Logger }
+
+// refusal writes one refusal: the reason, the client address and whatever
+// identifies the client or token (its id, a token fingerprint). A nil e
+// logs nothing.
+func (a auditLog) refusal(r *http.Request, msg string, e *apiError, fields ...zap.Field) {
 	if e == nil {
 		return
 	}
-	if c := h.audit.Check(zap.InfoLevel, msg); c != nil {
+	if c := a.Check(zap.InfoLevel, msg); c != nil {
 		c.Write(append(fields,
 			zap.Int("status", e.status),
 			zap.Int("code", e.code),

@@ -7,8 +7,8 @@ import (
 
 // Bearer challenges (RFC 6750 §3).
 const (
-	bearerChallenge      = `Bearer realm="outer"`
-	invalidTokenChalenge = `Bearer realm="outer", error="invalid_token"`
+	bearerChallenge       = `Bearer realm="outer"`
+	invalidTokenChallenge = `Bearer realm="outer", error="invalid_token"`
 	// maxTokenLen bounds the tokens worth looking up; outergate's are 43.
 	maxTokenLen = 1024
 )
@@ -16,7 +16,14 @@ const (
 // invalidToken is the 401 + 23021 answer when a token was sent.
 func invalidToken(message string) *apiError {
 	return newAPIError(http.StatusUnauthorized, CodeInvalidToken, message,
-		"WWW-Authenticate", invalidTokenChalenge)
+		"WWW-Authenticate", invalidTokenChallenge)
+}
+
+// insufficientScope is the 403 + 23022 answer to a token without the
+// scope a protected request needs.
+func insufficientScope(want string) *apiError {
+	return newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
+		"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
 }
 
 // bearerToken extracts the access token from the request (RFC 6750 §2.1):
@@ -27,8 +34,8 @@ func bearerToken(r *http.Request) (string, *apiError) {
 	if r.URL.RawQuery != "" && strings.ContainsAny(r.URL.RawQuery, "_%") && r.URL.Query().Has("access_token") {
 		return "", invalidToken("access token must be sent in the Authorization header, not the query string")
 	}
-	values := r.Header["Authorization"]
-	switch len(values) {
+	value, n := authorizationHeader(r.Header)
+	switch n {
 	case 0:
 		return "", newAPIError(http.StatusUnauthorized, CodeInvalidToken,
 			"access token required", "WWW-Authenticate", bearerChallenge)
@@ -36,7 +43,7 @@ func bearerToken(r *http.Request) (string, *apiError) {
 	default:
 		return "", invalidToken("more than one Authorization header")
 	}
-	return parseBearer(values[0])
+	return parseBearer(value)
 }
 
 // parseBearer parses one Authorization header value.

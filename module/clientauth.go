@@ -9,22 +9,37 @@ import (
 	"go.uber.org/zap"
 )
 
-// clientRequest is a parsed POST of a client-authenticated endpoint (token,
-// revocation, introspection): its body parameters and the client's
-// credentials.
-type clientRequest struct {
-	params       params
+// basicChallenge is sent with 401 + 23020 when the client used HTTP Basic.
+const basicChallenge = `Basic realm="outer"`
+
+// clientAuth authenticates the clients of the token, revocation and
+// introspection endpoints: the configured clients, the decoy hash that
+// makes an unknown client cost as much as a wrong secret, the per-address
+// throttle, the per-client lockout, and the audit of refusals. Provision
+// builds it once.
+type clientAuth struct {
+	clients   map[string]*Client
+	decoy     secretVerifier
+	byAddress throttle // failures per client address
+	byClient  throttle // consecutive failures per configured client id
+	audit     auditLog
+}
+
+// clientRequest is a parsed POST of a client-authenticated endpoint: the
+// client's credentials and P, the endpoint's own parameters.
+type clientRequest[P any] struct {
 	clientID     string
 	clientSecret string
 	basic        bool // credentials came in an Authorization: Basic header
+	params       P
 }
 
 // parseClientRequest reads a client-authenticated POST per RFC 6749 §2.3: a
 // form or JSON body, credentials in the body or in HTTP Basic, never both,
-// never in the query string, no parameter twice. check validates the
-// endpoint's own parameters before the credentials are looked at.
-func parseClientRequest(r *http.Request, check func(params) *apiError) (clientRequest, *apiError) {
-	var req clientRequest
+// never in the query string, no parameter twice. parse reads the
+// endpoint's own parameters; it runs before the credentials are looked at.
+func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError)) (clientRequest[P], *apiError) {
+	var req clientRequest[P]
 	if r.URL.RawQuery != "" {
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
@@ -46,8 +61,7 @@ func parseClientRequest(r *http.Request, check func(params) *apiError) (clientRe
 	if err != nil {
 		return req, badRequest(err.Error())
 	}
-	req.params = p
-	if aerr := check(p); aerr != nil {
+	if req.params, aerr = parse(p); aerr != nil {
 		return req, aerr
 	}
 	for _, f := range [...]struct {
@@ -94,15 +108,15 @@ func clientAuthFailed(basic bool) *apiError {
 // secret as RFC 6749 §2.3.1 requires. ok is false when there is no
 // Authorization header.
 func basicCredentials(h http.Header) (id, secret string, ok bool, aerr *apiError) {
-	values := h.Values("Authorization")
-	switch len(values) {
+	value, n := authorizationHeader(h)
+	switch n {
 	case 0:
 		return "", "", false, nil
 	case 1:
 	default:
 		return "", "", false, badRequest("more than one Authorization header")
 	}
-	scheme, rest, _ := strings.Cut(values[0], " ")
+	scheme, rest, _ := strings.Cut(value, " ")
 	if !strings.EqualFold(scheme, "Basic") {
 		return "", "", false, badRequest("unsupported Authorization scheme: use Basic or body credentials")
 	}
@@ -126,12 +140,86 @@ func basicCredentials(h http.Header) (id, secret string, ok bool, aerr *apiError
 	return id, secret, true, nil
 }
 
-// authenticate checks a client's secret; an unknown client is checked
-// against a decoy hash so that it costs the same as a wrong secret.
-func (h *Handler) authenticate(id, secret string) (*Client, bool) {
-	c, known := h.clients[id]
+// authorizationHeader returns the request's Authorization header and how
+// many there are; the value is set only when there is exactly one, since
+// both Basic and Bearer refuse a repeated header.
+func authorizationHeader(h http.Header) (string, int) {
+	values := h["Authorization"]
+	if len(values) != 1 {
+		return "", len(values)
+	}
+	return values[0], 1
+}
+
+// authenticated is a client whose secret was checked, with the parameters
+// of its request.
+type authenticated[P any] struct {
+	client *Client
+	params P
+}
+
+// authenticateClient runs what every client-authenticated endpoint shares:
+// the per-address throttle, parsing (parse reads the endpoint's own
+// parameters), the per-client lockout, the secret check, and counting
+// failures. aerr is the client's mistake; err is a store failure.
+func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *apiError)) (authenticated[P], *apiError, error) {
+	var none authenticated[P]
+	ctx := r.Context()
+	ipKey := "ip:" + clientIP(r)
+	if _, aerr, err := a.byAddress.check(ctx, ipKey); err != nil || aerr != nil {
+		a.audit.refusal(r, "client request throttled", aerr)
+		return none, aerr, err
+	}
+	req, aerr := parseClientRequest(r, parse)
+	if aerr != nil {
+		a.audit.refusal(r, "client request refused", aerr)
+		if aerr.code == CodeClientAuthFailed {
+			if err := a.byAddress.count(ctx, ipKey); err != nil {
+				return none, nil, err
+			}
+		}
+		return none, aerr, nil
+	}
+	// The per-client lockout covers configured clients only, so that random
+	// ids cannot fill the store with counters.
+	clientKey, clientFailures := "", 0
+	if _, known := a.clients[req.clientID]; known {
+		clientKey = "client:" + req.clientID
+		n, aerr, err := a.byClient.check(ctx, clientKey)
+		if err != nil || aerr != nil {
+			a.audit.refusal(r, "client request throttled", aerr, zap.String("client_id", req.clientID))
+			return none, aerr, err
+		}
+		clientFailures = n
+	}
+	client, ok := a.verify(req.clientID, req.clientSecret)
+	if !ok {
+		err := a.byAddress.count(ctx, ipKey)
+		if err == nil && clientKey != "" {
+			err = a.byClient.count(ctx, clientKey)
+		}
+		if err != nil {
+			return none, nil, err
+		}
+		aerr := clientAuthFailed(req.basic)
+		a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
+		return none, aerr, nil
+	}
+	if clientFailures > 0 {
+		// NIST SP 800-63B counts consecutive failures: a success resets.
+		if err := a.byClient.failures.ResetFailures(ctx, clientKey); err != nil {
+			return none, nil, err
+		}
+	}
+	return authenticated[P]{client: client, params: req.params}, nil, nil
+}
+
+// verify checks a client's secret; an unknown client is checked against
+// the decoy hash so that it costs the same as a wrong secret.
+func (a *clientAuth) verify(id, secret string) (*Client, bool) {
+	c, known := a.clients[id]
 	if !known {
-		h.decoy.verify(secret)
+		a.decoy.verify(secret)
 		return nil, false
 	}
 	if !c.authenticate(secret) {
@@ -143,63 +231,9 @@ func (h *Handler) authenticate(id, secret string) (*Client, bool) {
 // claimedClient names an unverified client id in the audit log: as it is
 // when it is a configured client, else only as a fingerprint, since people
 // paste secrets into the id field.
-func (h *Handler) claimedClient(id string) zap.Field {
-	if _, known := h.clients[id]; known {
+func (a *clientAuth) claimedClient(id string) zap.Field {
+	if _, known := a.clients[id]; known {
 		return zap.String("client_id", id)
 	}
-	return zap.String("unknown_client_fp", hashToken(id).Fingerprint())
-}
-
-// authenticateClient runs what every client-authenticated endpoint shares:
-// the per-address throttle, parsing (check validates the endpoint's own
-// parameters), the per-client lockout, the secret check, and counting
-// failures. aerr is the client's mistake; err is a store failure.
-func (h *Handler) authenticateClient(r *http.Request, check func(params) *apiError) (*Client, clientRequest, *apiError, error) {
-	ipKey := "ip:" + clientIP(r)
-	if aerr, err := h.throttled(r, h.addressThrottle(), ipKey); err != nil || aerr != nil {
-		h.auditRefusal(r, "client request throttled", aerr)
-		return nil, clientRequest{}, aerr, err
-	}
-	req, aerr := parseClientRequest(r, check)
-	if aerr != nil {
-		h.auditRefusal(r, "client request refused", aerr)
-		if aerr.code == CodeClientAuthFailed {
-			if err := h.countFailure(r, h.addressThrottle(), ipKey); err != nil {
-				return nil, req, nil, err
-			}
-		}
-		return nil, req, aerr, nil
-	}
-	// The per-client lockout covers configured clients only, so that random
-	// ids cannot fill the store with counters.
-	clientKey, clientFailures := "", 0
-	if _, known := h.clients[req.clientID]; known {
-		clientKey = "client:" + req.clientID
-		n, aerr, err := h.checkThrottle(r, h.clientThrottle(), clientKey)
-		if err != nil || aerr != nil {
-			h.auditRefusal(r, "client request throttled", aerr, zap.String("client_id", req.clientID))
-			return nil, req, aerr, err
-		}
-		clientFailures = n
-	}
-	client, ok := h.authenticate(req.clientID, req.clientSecret)
-	if !ok {
-		err := h.countFailure(r, h.addressThrottle(), ipKey)
-		if err == nil && clientKey != "" {
-			err = h.countFailure(r, h.clientThrottle(), clientKey)
-		}
-		if err != nil {
-			return nil, req, nil, err
-		}
-		aerr := clientAuthFailed(req.basic)
-		h.auditRefusal(r, "client authentication failed", aerr, h.claimedClient(req.clientID))
-		return nil, req, aerr, nil
-	}
-	if clientFailures > 0 {
-		// NIST SP 800-63B counts consecutive failures: a success resets.
-		if err := h.store.ResetFailures(r.Context(), clientKey); err != nil {
-			return nil, req, nil, err
-		}
-	}
-	return client, req, nil, nil
+	return zap.String("unknown_client_fp", fingerprint(id))
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -33,6 +34,12 @@ func sha256Hash(secret string) string {
 // Provision.
 func newTestHandler(t *testing.T, configure func(h *Handler)) *Handler {
 	t.Helper()
+	return newTestHandlerLogging(t, configure, zaptest.NewLogger(t))
+}
+
+// newTestHandlerLogging is newTestHandler logging to logger.
+func newTestHandlerLogging(t *testing.T, configure func(h *Handler), logger *zap.Logger) *Handler {
+	t.Helper()
 	name, _ := json.Marshal("test/" + t.Name())
 	h := &Handler{
 		Clients: []Client{
@@ -46,13 +53,12 @@ func newTestHandler(t *testing.T, configure func(h *Handler)) *Handler {
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
+	if err := h.provision(ctx, logger); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
 	if err := h.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	h.logger = zaptest.NewLogger(t)
 	return h
 }
 
@@ -187,7 +193,7 @@ func memoryStoreOf(h *Handler) (*MemoryStore, bool) {
 	if !ok {
 		return nil, false
 	}
-	ms, ok := ts.TokenStore.(*MemoryStore)
+	ms, ok := ts.Store.(*MemoryStore)
 	return ms, ok
 }
 

@@ -16,36 +16,18 @@ type introspection struct {
 	TokenType string `json:"token_type,omitempty"`
 }
 
-// serveIntrospect answers RFC 7662 introspection at
-// <token_path>introspect/, in the envelope's data.
-func (h *Handler) serveIntrospect(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
-	info, aerr, err := h.introspect(r)
-	if err != nil {
-		return h.storeError(w, "introspecting token", err)
-	}
-	if aerr != nil {
-		return h.respond(w, aerr)
-	}
-	return writeEnvelope(w, http.StatusOK, CodeOK, "token introspection", info)
-}
-
 // introspect runs an RFC 7662 introspection for the caller's own tokens;
 // any other token is {"active": false}.
-func (h *Handler) introspect(r *http.Request) (introspection, *apiError, error) {
-	if r.Method != http.MethodPost {
-		return introspection{}, methodNotAllowed(), nil
-	}
-	var token string
-	client, _, aerr, err := h.authenticateClient(r, tokenParam(&token))
+func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
+	req, aerr, err := authenticateClient(h.auth, r, tokenParam)
 	if err != nil || aerr != nil {
-		return introspection{}, aerr, err
+		return nil, aerr, err
 	}
-	rec, found, err := h.store.Load(r.Context(), hashToken(token))
+	rec, found, err := h.store.Load(r.Context(), hashToken(req.params))
 	if err != nil {
-		return introspection{}, nil, err
+		return nil, nil, err
 	}
-	if !found || rec.ClientID != client.ID || rec.expired(time.Now()) {
+	if !found || rec.ClientID != req.client.ID || rec.expired(time.Now()) {
 		return introspection{Active: false}, nil, nil
 	}
 	return introspection{

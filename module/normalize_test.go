@@ -319,8 +319,8 @@ func TestClassify(t *testing.T) {
 		{name: "override of 401 with a custom code still answers 502", overrides: map[int]int{401: 40001}, upstream: 401, wantStatus: 502, wantCode: 40001},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &Handler{ErrorCodes: tc.overrides}
-			status, code := h.classify(tc.upstream)
+			n := &normalizer{errorCodes: tc.overrides}
+			status, code := n.classify(tc.upstream)
 			if status != tc.wantStatus || code != tc.wantCode {
 				t.Fatalf("classify(%d) = %d/%d, want %d/%d", tc.upstream, status, code, tc.wantStatus, tc.wantCode)
 			}

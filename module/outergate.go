@@ -19,7 +19,12 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults of the Handler's config (DESIGN.md).
+// handlerModuleID is the Handler's module ID, which is also its logger's
+// name.
+const handlerModuleID = "http.handlers.outergate"
+
+// Defaults of the Handler's config (docs/API.md lists the endpoints and
+// codes; README.md the directives).
 const (
 	DefaultTokenPath            = "/outer/token/"
 	DefaultProtect              = "/outer/device/*"
@@ -67,7 +72,7 @@ type Handler struct {
 	Protect []string `json:"protect,omitempty"`
 
 	// TokenTTL is the lifetime of an issued token; `expires_in` reports it
-	// in whole seconds. Default: 36000s (the platform document's value).
+	// in whole seconds. Default: 36000s (the platform's value, docs/API.md).
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 
 	// Scope is the space-separated set of scopes granted to a client that
@@ -143,19 +148,20 @@ type Handler struct {
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
 
-	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
-	store        TokenStore
-	endpoints    []endpoint          // token, revocation, introspection, standard ones
-	byPath       map[string]endpoint // the endpoints by lower-case, cleaned literal path
-	protectMatch caddyhttp.MatchPath
-	clients      map[string]*Client
-	decoy        secretVerifier
-	scopes       []string
-	identityKey  string // identity header, lower case, '_' as '-'
-	ttl          time.Duration
-	logger       *zap.Logger
-	audit        *zap.Logger // issuance, revocation and refusals, at Info
-	liveKey      string      // this handler's entry in liveHandlers
+	// Built once in Provision; see docs/ARCHITECTURE.md.
+	routes  *routes     // endpoint table and protected paths
+	auth    *clientAuth // client authentication and its throttles
+	protect *protector  // Bearer, scope and parameter checks, normalization
+	store   Store       // the configured store behind timedStore
+	clients map[string]*Client
+	scopes  []string // the default scopes, parsed
+	ttl     time.Duration
+	logger  *zap.Logger
+	audit   auditLog
+	// identityKey is the identity header's name folded (lower case, '_' as
+	// '-'), to strip client-sent copies in any spelling.
+	identityKey string
+	liveKey     string // this handler's entry in liveHandlers (admin API)
 }
 
 // ScopeRule names the scope that requests to some protected paths need,
@@ -170,19 +176,21 @@ type ScopeRule struct {
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "http.handlers.outergate",
+		ID:  handlerModuleID,
 		New: func() caddy.Module { return new(Handler) },
 	}
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler: it strips client-sent
+// identity headers, then dispatches to an endpoint outergate answers
+// itself, to the protector, or untouched to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
-	if ep, ok := h.endpointFor(r); ok {
+	if ep, ok := h.routes.endpointFor(r); ok {
 		return ep.serve(w, r)
 	}
-	if h.matches(h.protectMatch, r) {
-		return h.serveProtected(w, r, next)
+	if h.routes.protected(r) {
+		return h.protect.serve(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
 }

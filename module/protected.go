@@ -1,7 +1,9 @@
 package outergate
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,19 +12,123 @@ import (
 	"go.uber.org/zap"
 )
 
-// requiredScope is the scope a request to a protected path needs: that of
-// the first matching scope rule, else the method's.
-func (h *Handler) requiredScope(r *http.Request) string {
-	for i, m := range h.scopeMatch {
-		if h.matches(m, r) {
-			return h.ScopeRules[i].Scope
-		}
-	}
-	return requiredScope(r.Method)
+// protector guards the protected paths: the Bearer token (bearer.go), its
+// scope, the required parameters; then it hands the request, stripped of
+// its credentials and carrying the verified identity, to the next handler
+// through the normalizer. Provision builds it once.
+type protector struct {
+	tokens         TokenStore
+	clients        map[string]*Client // a token of a removed client is refused
+	scopeRules     []scopeRule
+	requireParams  []string
+	identityHeader string
+	normalize      *normalizer
+	audit          auditLog
+	logger         *zap.Logger
+	out            envelopeRenderer
 }
 
-// requiredScope is the scope a method needs on a protected path.
-func requiredScope(method string) string {
+// scopeRule is a provisioned ScopeRule.
+type scopeRule struct {
+	match caddyhttp.MatchPath
+	scope string
+}
+
+// newScopeRules checks and provisions the scope rules.
+func newScopeRules(ctx caddy.Context, rules []ScopeRule) ([]scopeRule, error) {
+	var out []scopeRule
+	for i, rule := range rules {
+		if len(rule.Paths) == 0 || rule.Scope == "" || strings.ContainsRune(rule.Scope, ' ') {
+			return nil, fmt.Errorf("scope rule %d: needs paths and one scope", i)
+		}
+		m := caddyhttp.MatchPath(slices.Clone(rule.Paths))
+		if err := m.Provision(ctx); err != nil {
+			return nil, err
+		}
+		out = append(out, scopeRule{match: m, scope: rule.Scope})
+	}
+	return out, nil
+}
+
+// serve checks the token, its scope and the required parameters, then
+// hands the request to next.
+func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rec, outcome, aerr, err := p.checkToken(r)
+	countValidation(outcome)
+	if err != nil {
+		return p.out.failure(w, storeFailed(p.logger, "loading token", err))
+	}
+	if aerr != nil {
+		return p.out.failure(w, aerr)
+	}
+	if aerr := methodOverride(r.Header); aerr != nil {
+		p.audit.refusal(r, "method override refused", aerr, zap.String("client_id", rec.ClientID))
+		return p.out.failure(w, aerr)
+	}
+	if aerr := p.checkParams(r); aerr != nil {
+		p.audit.refusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
+		return p.out.failure(w, aerr)
+	}
+
+	r.Header.Del("Authorization")
+	r.Header.Set(p.identityHeader, rec.ClientID)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", rec.ClientID)
+	repl.Set("http.auth.user.scope", rec.Scope)
+	return p.normalize.proxy(w, r, next)
+}
+
+// checkToken checks the request's Bearer token and its scope; outcome
+// names the result for the metrics.
+func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome validationOutcome, aerr *apiError, err error) {
+	token, aerr := bearerToken(r)
+	if aerr != nil {
+		outcome = validationInvalid
+		if aerr.header.Get("WWW-Authenticate") == bearerChallenge {
+			outcome = validationMissing
+		}
+		p.audit.refusal(r, "bearer refused", aerr)
+		return rec, outcome, aerr, nil
+	}
+	key := hashToken(token)
+	rec, found, err := p.tokens.Load(r.Context(), key)
+	if err != nil {
+		return rec, validationStoreError, nil, err
+	}
+	switch {
+	case rec.Revoked:
+		outcome, aerr = validationRevoked, invalidToken("access token revoked")
+	case !found:
+		outcome, aerr = validationInvalid, invalidToken("invalid access token")
+	case rec.expired(time.Now()):
+		outcome, aerr = validationExpired, invalidToken("access token expired")
+	case p.clients[rec.ClientID] == nil:
+		outcome, aerr = validationInvalid, invalidToken("invalid access token")
+	default:
+		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
+			outcome, aerr = validationInsufficientScope, insufficientScope(want)
+		}
+	}
+	if aerr != nil {
+		p.audit.refusal(r, "bearer refused", aerr, zap.String("client_id", rec.ClientID), zap.String("token_fp", key.Fingerprint()))
+		return rec, outcome, aerr, nil
+	}
+	return rec, validationOK, nil, nil
+}
+
+// requiredScope is the scope a request to a protected path needs: that of
+// the first matching scope rule, else the method's.
+func (p *protector) requiredScope(r *http.Request) string {
+	for _, rule := range p.scopeRules {
+		if matchPath(rule.match, r) {
+			return rule.scope
+		}
+	}
+	return methodScope(r.Method)
+}
+
+// methodScope is the scope a method needs on a protected path.
+func methodScope(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return "read"
@@ -41,76 +147,6 @@ func hasScope(scope, want string) bool {
 		}
 	}
 	return false
-}
-
-// serveProtected checks the token, its scope and the required parameters,
-// then hands the request, stripped of its credentials and carrying the
-// verified identity, to next.
-func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rec, outcome, aerr, err := h.validate(r)
-	validations[outcome].Inc()
-	if err != nil {
-		return h.storeError(w, "loading token", err)
-	}
-	if aerr != nil {
-		return h.respond(w, aerr)
-	}
-	if aerr := methodOverride(r.Header); aerr != nil {
-		h.auditRefusal(r, "method override refused", aerr, zap.String("client_id", rec.ClientID))
-		return h.respond(w, aerr)
-	}
-	if aerr := h.checkParams(r); aerr != nil {
-		h.auditRefusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
-		return h.respond(w, aerr)
-	}
-
-	r.Header.Del("Authorization")
-	r.Header.Set(h.IdentityHeader, rec.ClientID)
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", rec.ClientID)
-	repl.Set("http.auth.user.scope", rec.Scope)
-	return h.proxy(w, r, next)
-}
-
-// validate checks the request's Bearer token and its scope. outcome names
-// the result for the metrics: ok, missing, invalid, expired, revoked,
-// insufficient_scope or store_error.
-func (h *Handler) validate(r *http.Request) (rec TokenRecord, outcome string, aerr *apiError, err error) {
-	token, aerr := bearerToken(r)
-	if aerr != nil {
-		outcome = "invalid"
-		if aerr.header.Get("WWW-Authenticate") == bearerChallenge {
-			outcome = "missing"
-		}
-		h.auditRefusal(r, "bearer refused", aerr)
-		return rec, outcome, aerr, nil
-	}
-	key := hashToken(token)
-	rec, found, err := h.store.Load(r.Context(), key)
-	if err != nil {
-		return rec, "store_error", nil, err
-	}
-	switch {
-	case rec.Revoked:
-		outcome, aerr = "revoked", invalidToken("access token revoked")
-	case !found:
-		outcome, aerr = "invalid", invalidToken("invalid access token")
-	case rec.expired(time.Now()):
-		outcome, aerr = "expired", invalidToken("access token expired")
-	case h.clients[rec.ClientID] == nil:
-		outcome, aerr = "invalid", invalidToken("invalid access token")
-	default:
-		if want := h.requiredScope(r); !hasScope(rec.Scope, want) {
-			outcome = "insufficient_scope"
-			aerr = newAPIError(http.StatusForbidden, CodeInsufficientScope, "insufficient scope: "+want+" required",
-				"WWW-Authenticate", `Bearer realm="outer", error="insufficient_scope", scope="`+want+`"`)
-		}
-	}
-	if aerr != nil {
-		h.auditRefusal(r, "bearer refused", aerr, zap.String("client_id", rec.ClientID), zap.String("token_fp", key.Fingerprint()))
-		return rec, outcome, aerr, nil
-	}
-	return rec, "ok", nil, nil
 }
 
 // methodOverrideHeaders make some backends (Rails, Express, Spring,
@@ -132,7 +168,7 @@ func methodOverride(h http.Header) *apiError {
 // puts it back byte for byte, so that a broken body is refused here rather
 // than half-forwarded; then it enforces RequireParams: each present exactly
 // once, as a non-empty string, in the query string or a form or JSON body.
-func (h *Handler) checkParams(r *http.Request) *apiError {
+func (p *protector) checkParams(r *http.Request) *apiError {
 	body := params{}
 	if hasBody(r) {
 		raw, aerr := readBody(r)
@@ -152,7 +188,7 @@ func (h *Handler) checkParams(r *http.Request) *apiError {
 		// RFC 6750 §2: one method per request, and here only the header.
 		return invalidToken("access token must be sent only in the Authorization header")
 	}
-	if len(h.RequireParams) == 0 {
+	if len(p.requireParams) == 0 {
 		return nil
 	}
 	query := params{}
@@ -163,7 +199,7 @@ func (h *Handler) checkParams(r *http.Request) *apiError {
 		}
 		query = q
 	}
-	for _, name := range h.RequireParams {
+	for _, name := range p.requireParams {
 		_, found, err := single(name, query, body)
 		if err != nil {
 			return badRequest(err.Error())

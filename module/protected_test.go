@@ -42,7 +42,7 @@ func tokenFor(t *testing.T, h *Handler, kind tokenKind) string {
 	t.Helper()
 	now := time.Now()
 	stored := func(rec TokenRecord) string {
-		tok, err := newToken()
+		tok, err := randomSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func tokenFor(t *testing.T, h *Handler, kind tokenKind) string {
 	case tokGhost:
 		return stored(TokenRecord{ClientID: "removed-client", Scope: "read write groups", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Hour).UnixMilli()})
 	case tokUnknown:
-		tok, _ := newToken()
+		tok, _ := randomSecret()
 		return tok
 	}
 	t.Fatalf("unknown token kind %q", kind)
@@ -412,9 +412,9 @@ func TestCustomProtectPatterns(t *testing.T) {
 	}
 }
 
-// failingStore is a TokenStore that cannot answer; methods it does not
+// failingStore is a Store that cannot answer; methods it does not
 // override go to the embedded store.
-type failingStore struct{ TokenStore }
+type failingStore struct{ Store }
 
 func (failingStore) Save(context.Context, TokenHash, TokenRecord, int) error {
 	return ErrStoreUnavailable
@@ -433,7 +433,7 @@ func (failingStore) AddFailure(context.Context, string, time.Duration) error {
 func TestStoreDownFailsClosed(t *testing.T) {
 	h := newTestHandler(t, nil)
 	token := tokenFor(t, h, tokApp)
-	h.store = failingStore{h.store}
+	h.useStore(failingStore{h.store})
 	for _, tc := range []struct {
 		name string
 		req  func() *http.Request

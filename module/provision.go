@@ -3,32 +3,77 @@ package outergate
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
-// Provision fills in defaults, parses the clients' secret hashes and loads
-// the token store.
+// Provision fills in defaults and builds, once, what serves requests: the
+// routes, the client authenticator with its throttles, the protector of
+// the protected paths with its normalizer, and the store behind its
+// metrics decorator.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	h.audit = h.logger.Named("audit")
+	return h.provision(ctx, ctx.Logger())
+}
+
+// provision is Provision with the logger given, so that tests can read
+// what is logged.
+func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
+	h.logger = logger
+	h.audit = auditLog{h.logger.Named(auditLoggerName)}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 
 	h.provisionDefaults()
-	if err := h.provisionMatchers(ctx); err != nil {
+	rt, err := newRoutes(ctx, h.endpointTable(), h.Protect)
+	if err != nil {
+		return err
+	}
+	h.routes = rt
+	scopeRules, err := newScopeRules(ctx, h.ScopeRules)
+	if err != nil {
 		return err
 	}
 	if err := h.provisionClients(); err != nil {
 		return err
 	}
+	if err := h.provisionStore(ctx); err != nil {
+		return err
+	}
 
+	h.auth.byAddress = throttle{off: h.ThrottleOff, max: h.ThrottleFailures, window: time.Duration(h.ThrottleWindow)}
+	h.auth.byClient = throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow)}
+	h.protect = &protector{
+		clients:        h.clients,
+		scopeRules:     scopeRules,
+		requireParams:  h.RequireParams,
+		identityHeader: h.IdentityHeader,
+		normalize:      &normalizer{errorCodes: h.ErrorCodes, logger: h.logger},
+		audit:          h.audit,
+		logger:         h.logger,
+		out:            envelopeRenderer{h.logger},
+	}
+	h.useStore(h.store)
+	h.liveKey = registerLive(h)
+	return nil
+}
+
+// useStore makes s the store of the handler and of every collaborator
+// that reads or writes it; the tests replace a store this way.
+func (h *Handler) useStore(s Store) {
+	h.store = s
+	h.auth.byAddress.failures = s
+	h.auth.byClient.failures = s
+	h.protect.tokens = s
+}
+
+// provisionStore loads the store module (default: memory) and wraps it in
+// the metrics decorator.
+func (h *Handler) provisionStore(ctx caddy.Context) error {
 	if h.StoreRaw == nil {
 		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "module", "memory", nil)
 	}
@@ -36,12 +81,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading token store: %w", err)
 	}
-	store, ok := mod.(TokenStore)
+	store, ok := mod.(Store)
 	if !ok {
 		return fmt.Errorf("module %T is not an outergate token store", mod)
 	}
 	h.store = timedStore{store}
-	h.liveKey = registerLive(h)
+	return nil
+}
+
+// Cleanup removes the handler from the admin API's view and releases its
+// decoy hash.
+func (h *Handler) Cleanup() error {
+	if h.auth != nil {
+		releaseDecoy(h.auth.decoy)
+	}
+	if h.liveKey != "" {
+		_, err := liveHandlers.Delete(h.liveKey)
+		return err
+	}
 	return nil
 }
 
@@ -88,63 +145,6 @@ func (h *Handler) provisionDefaults() {
 	}
 }
 
-// provisionMatchers builds the path matchers of the endpoints, the
-// protected paths and the scope rules.
-func (h *Handler) provisionMatchers(ctx caddy.Context) error {
-	h.endpoints = []endpoint{
-		{exactPath(h.TokenPath), h.serveToken},
-		{exactPath(subPath(h.TokenPath, "revoke/")), h.serveRevoke},         // RFC 7009
-		{exactPath(subPath(h.TokenPath, "introspect/")), h.serveIntrospect}, // RFC 7662
-	}
-	if h.OAuth2TokenPath != "off" {
-		tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
-		h.endpoints = append(h.endpoints,
-			endpoint{exactPath(tok), h.serveOAuth2Token},
-			endpoint{exactPath(rev), h.serveOAuth2Revoke},
-			endpoint{exactPath(intro), h.serveOAuth2Introspect},
-			endpoint{caddyhttp.MatchPath(metadataPaths(h.Issuer)), h.serveMetadata})
-	}
-	h.protectMatch = nil
-	for _, p := range h.Protect {
-		h.protectMatch = append(h.protectMatch, p)
-		if bare := strings.TrimSuffix(p, "/*"); bare != p && bare != "" {
-			h.protectMatch = append(h.protectMatch, bare)
-		}
-	}
-	matchers := []caddyhttp.MatchPath{h.protectMatch}
-	for _, ep := range h.endpoints {
-		matchers = append(matchers, ep.match)
-	}
-	h.scopeMatch = nil
-	for i, rule := range h.ScopeRules {
-		if len(rule.Paths) == 0 || rule.Scope == "" || strings.ContainsRune(rule.Scope, ' ') {
-			return fmt.Errorf("scope rule %d: needs paths and one scope", i)
-		}
-		m := caddyhttp.MatchPath(slices.Clone(rule.Paths))
-		h.scopeMatch = append(h.scopeMatch, m)
-		matchers = append(matchers, m)
-	}
-	for _, m := range matchers {
-		if err := m.Provision(ctx); err != nil {
-			return err
-		}
-	}
-	// Endpoint paths are literal: a map of their lower-case, cleaned form
-	// answers what their path matchers would, with one clean per request.
-	h.byPath = make(map[string]endpoint)
-	for _, ep := range h.endpoints {
-		for _, p := range ep.match {
-			if strings.ContainsAny(p, "*?[{%") {
-				return fmt.Errorf("endpoint path %q must be a literal path", p)
-			}
-			if _, taken := h.byPath[p]; !taken {
-				h.byPath[p] = ep
-			}
-		}
-	}
-	return nil
-}
-
 // provisionClients expands placeholders in the clients' secret hashes,
 // parses them and indexes the clients by id.
 func (h *Handler) provisionClients() error {
@@ -183,7 +183,7 @@ func (h *Handler) provisionClients() error {
 	if err != nil {
 		return err
 	}
-	h.decoy = decoy
+	h.auth = &clientAuth{clients: h.clients, decoy: decoy, audit: h.audit}
 	return nil
 }
 
@@ -216,17 +216,6 @@ func (h *Handler) Validate() error {
 		if code <= 0 {
 			return fmt.Errorf("error_code: code for %d must be positive, got %d", status, code)
 		}
-	}
-	return nil
-}
-
-// Cleanup removes the handler from the admin API's view and releases its
-// decoy hash.
-func (h *Handler) Cleanup() error {
-	releaseDecoy(h.decoy)
-	if h.liveKey != "" {
-		_, err := liveHandlers.Delete(h.liveKey)
-		return err
 	}
 	return nil
 }

@@ -9,7 +9,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// Codes of the platform's envelope (spec/API.md) and of outergate (DESIGN.md).
+// This file is the response layer: the codes, the error type every check
+// returns, and one renderer per endpoint family (the platform's envelope,
+// the RFC 6749 §5 JSON), so that each operation is written once and
+// rendered twice. The codes and statuses are in docs/API.md.
+
+// Codes of the platform's envelope and of outergate (docs/API.md).
 const (
 	CodeOK                 = 0
 	CodeBadRequest         = 23010
@@ -37,9 +42,10 @@ type Envelope struct {
 	Data any  `json:"data"`
 }
 
-// apiError is an answer outergate gives in the envelope instead of calling
-// the next handler. It carries the HTTP status, the envelope code and the
-// extra headers (WWW-Authenticate, Allow, Retry-After) of the answer.
+// apiError is an answer outergate gives instead of calling the next
+// handler. It carries the HTTP status, the envelope code, the extra headers
+// (WWW-Authenticate, Allow, Retry-After) and the RFC 6749 §5.2 error code of
+// the answer; a renderer writes it.
 type apiError struct {
 	status  int
 	code    int
@@ -64,6 +70,13 @@ func newAPIError(status, code int, message string, headerPairs ...string) *apiEr
 	return e
 }
 
+// copyHeaders sets e's extra headers on the answer.
+func (e *apiError) copyHeaders(w http.ResponseWriter) {
+	for name, values := range e.header {
+		w.Header()[name] = values
+	}
+}
+
 func badRequest(message string) *apiError {
 	return newAPIError(http.StatusBadRequest, CodeBadRequest, message)
 }
@@ -74,11 +87,110 @@ func oauthError(e *apiError, code string) *apiError {
 	return e
 }
 
-// writeEnvelope writes one envelope with the given status. It replaces any
-// Content-Type and drops Content-Length and Content-Encoding that an upstream
-// may have left in the shared header map.
+// methodNotAllowed is the answer of the POST-only endpoints to other methods.
+func methodNotAllowed() *apiError {
+	return newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
+		"method not allowed: use POST", "Allow", http.MethodPost)
+}
+
+// storeUnavailable is the fail-closed answer when the store cannot answer.
+func storeUnavailable() *apiError {
+	return oauthError(newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"), "temporarily_unavailable")
+}
+
+// storeFailed logs a store failure at Error level, since the server will
+// not (the answer is written, not returned), and returns the fail-closed
+// answer, for either rendering.
+func storeFailed(logger *zap.Logger, op string, err error) *apiError {
+	logger.Error("token store failed", zap.String("op", op), zap.Error(err))
+	return storeUnavailable()
+}
+
+// noStore marks an answer that carries or concerns credentials as not to
+// be cached (RFC 6749 §5.1).
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+// renderer writes the answers of one endpoint family.
+type renderer interface {
+	// success writes a 200 answer; message is the envelope's, data the
+	// operation's result (nil: none).
+	success(w http.ResponseWriter, message string, data any) error
+	// failure writes e; a failure to write is only logged, since the
+	// client is gone.
+	failure(w http.ResponseWriter, e *apiError) error
+}
+
+// envelopeRenderer answers in the platform's envelope: the operation's
+// result in "data", errors with their code in "meta".
+type envelopeRenderer struct{ logger *zap.Logger }
+
+func (envelopeRenderer) success(w http.ResponseWriter, message string, data any) error {
+	return writeEnvelope(w, http.StatusOK, CodeOK, message, data)
+}
+
+func (r envelopeRenderer) failure(w http.ResponseWriter, e *apiError) error {
+	e.copyHeaders(w)
+	logWriteError(r.logger, writeEnvelope(w, e.status, e.code, e.message, nil))
+	return nil
+}
+
+// rfcRenderer answers as RFC 6749 §5.1/§5.2, RFC 7009 and RFC 7662 do: the
+// result at the top level (an empty body when there is none), errors as
+// {"error", "error_description"}.
+type rfcRenderer struct{ logger *zap.Logger }
+
+func (rfcRenderer) success(w http.ResponseWriter, _ string, data any) error {
+	if data == nil {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	return writeJSON(w, http.StatusOK, data)
+}
+
+// oauthErrorBody is an RFC 6749 §5.2 error.
+type oauthErrorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+func (r rfcRenderer) failure(w http.ResponseWriter, e *apiError) error {
+	code := e.oauth
+	if code == "" {
+		switch e.code {
+		case CodeClientAuthFailed:
+			code = "invalid_client"
+		case CodeTooManyFailures, CodeInternal:
+			code = "temporarily_unavailable"
+		default:
+			code = "invalid_request"
+		}
+	}
+	e.copyHeaders(w)
+	logWriteError(r.logger, writeJSON(w, e.status, oauthErrorBody{Error: code, ErrorDescription: e.message}))
+	return nil
+}
+
+// logWriteError logs, at Debug, a failure to write an answer.
+func logWriteError(logger *zap.Logger, err error) {
+	if err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		logger.Debug("writing answer", zap.Error(err))
+	}
+}
+
+// writeEnvelope writes one envelope with the given status.
 func writeEnvelope(w http.ResponseWriter, status, code int, message string, data any) error {
-	body, err := json.Marshal(Envelope{Meta: Meta{Message: message, Code: code}, Data: data})
+	return writeJSON(w, status, Envelope{Meta: Meta{Message: message, Code: code}, Data: data})
+}
+
+// writeJSON writes v as the whole JSON answer. It replaces any Content-Type
+// and drops a Content-Encoding that an upstream may have left in the shared
+// header map.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -89,39 +201,4 @@ func writeEnvelope(w http.ResponseWriter, status, code int, message string, data
 	w.WriteHeader(status)
 	_, err = w.Write(body)
 	return err
-}
-
-// writeAPIError writes e as an envelope, with its headers.
-func writeAPIError(w http.ResponseWriter, e *apiError) error {
-	for name, values := range e.header {
-		w.Header()[name] = values
-	}
-	return writeEnvelope(w, e.status, e.code, e.message, nil)
-}
-
-// respond writes an apiError; a failure to write is only logged, since the
-// client is gone.
-func (h *Handler) respond(w http.ResponseWriter, e *apiError) error {
-	if err := writeAPIError(w, e); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
-		h.logger.Debug("writing envelope", zap.Error(err))
-	}
-	return nil
-}
-
-// storeError answers 503 + 23090 in the envelope when the token store
-// cannot answer.
-func (h *Handler) storeError(w http.ResponseWriter, op string, err error) error {
-	return h.respond(w, h.failClosed(op, err))
-}
-
-// failClosed logs a store failure at Error level, since the server will
-// not, and returns the fail-closed answer, for either rendering.
-func (h *Handler) failClosed(op string, err error) *apiError {
-	h.logger.Error("token store failed", zap.String("op", op), zap.Error(err))
-	return storeUnavailable()
-}
-
-// storeUnavailable is the fail-closed answer when the store cannot answer.
-func storeUnavailable() *apiError {
-	return oauthError(newAPIError(http.StatusServiceUnavailable, CodeInternal, "token store unavailable"), "temporarily_unavailable")
 }

@@ -28,51 +28,51 @@ func TestParseTokenRequest(t *testing.T) {
 		body        string
 		chunked     bool // hide the Content-Length
 		auth        []string
-		want        tokenRequest
+		want        clientRequest[tokenRequest]
 		wantStatus  int // 0: success
 		wantCode    int
 		wantHeader  http.Header // exact values the error must carry
 	}{
 		// successes
 		{name: "form body credentials", contentType: formType, body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "form body with scope", contentType: formType, body: creds + "&scope=read%20write",
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", scope: "read write"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", params: tokenRequest{scope: "read write"}}},
 		{name: "form content type with charset parameter", contentType: formType + "; charset=utf-8", body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "json body credentials", contentType: jsonType,
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret","scope":"read"}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", scope: "read"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", params: tokenRequest{scope: "read"}}},
 		{name: "json content type is case-insensitive", contentType: "Application/JSON; charset=UTF-8",
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret"}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "body exactly 64 KiB is accepted", contentType: formType, body: pad(creds+"&pad=", maxBodyBytes),
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "unknown extra form params are ignored", contentType: formType, body: creds + "&audience=x&foo=bar",
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "unknown non-string json params are ignored", contentType: jsonType,
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret","extra":{"a":[1,2]},"n":1}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "basic credentials", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic scheme is case-insensitive", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{"bAsIc " + base64.StdEncoding.EncodeToString([]byte("app:s3cret"))},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic with json body", contentType: jsonType, body: `{"grant_type":"client_credentials"}`,
 			auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic id and secret are form-decoded (RFC 6749 2.3.1)", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("my%20app:a%3Ab+c%2Bd%25")},
-			want: tokenRequest{clientID: "my app", clientSecret: "a:b c+d%", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "my app", clientSecret: "a:b c+d%", basic: true}},
 		{name: "basic secret may hold a raw colon", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("app:a:b")},
-			want: tokenRequest{clientID: "app", clientSecret: "a:b", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "a:b", basic: true}},
 		{name: "basic with the same client_id in the body", contentType: formType,
 			body: "grant_type=client_credentials&client_id=app", auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "query without credentials is fine", target: "/outer/token/?x=1", contentType: formType, body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 
 		// 23010: authentication methods mixed
 		{name: "basic plus body client_secret", contentType: formType, body: creds,
@@ -218,10 +218,10 @@ func TestParseTokenRequest(t *testing.T) {
 				r.Header.Add("Authorization", a)
 			}
 
-			got, aerr := parseTokenRequest(r)
+			got, aerr := parseClientRequest(r, tokenParams)
 			if tc.wantStatus == 0 {
 				if aerr != nil {
-					t.Fatalf("parseTokenRequest: %v", aerr)
+					t.Fatalf("parseClientRequest: %v", aerr)
 				}
 				if got != tc.want {
 					t.Fatalf("got %+v, want %+v", got, tc.want)
@@ -229,7 +229,7 @@ func TestParseTokenRequest(t *testing.T) {
 				return
 			}
 			if aerr == nil {
-				t.Fatalf("parseTokenRequest accepted the request: %+v", got)
+				t.Fatalf("parseClientRequest accepted the request: %+v", got)
 			}
 			if aerr.status != tc.wantStatus || aerr.code != tc.wantCode {
 				t.Errorf("got %d/%d (%s), want %d/%d", aerr.status, aerr.code, aerr.message, tc.wantStatus, tc.wantCode)
@@ -294,7 +294,7 @@ func TestGrantScope(t *testing.T) {
 func TestNewToken(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		tok, err := newToken()
+		tok, err := randomSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -565,10 +565,8 @@ func TestTokenEndpointThrottleWindowEnds(t *testing.T) {
 // success, a failure and a refusal for the secret and for any 8-character
 // piece of the token.
 func TestTokenEndpointNeverLogsCredentials(t *testing.T) {
-	h := newTestHandler(t, nil)
 	core, logs := observer.New(zapcore.DebugLevel)
-	h.logger = zap.New(core)
-	h.audit = h.logger.Named("audit")
+	h := newTestHandlerLogging(t, nil, zap.New(core))
 
 	token := issueToken(t, h, testClientID, testClientSecret, "")
 	tokenCall{body: formCreds(testClientID, testClientSecret+"x")}.do(t, h)

@@ -131,7 +131,7 @@ func (g *gateway) reload(cfg gatewayConfig) {
 }
 
 // reloadWith applies a Caddyfile body to the running binary. A reload
-// closes Caddy's idle keep-alive connections (DESIGN.md), so the client
+// closes Caddy's idle keep-alive connections (docs/ARCHITECTURE.md, traps), so the client
 // drops its own and dials fresh ones: a POST on a connection closed under
 // it would fail with EOF rather than be retried.
 func (g *gateway) reloadWith(body string) {
@@ -303,7 +303,7 @@ const (
 	opsRevokePath     = "/outer/token/revoke/"
 	opsIntrospectPath = "/outer/token/introspect/"
 	// opsRevocationBound is how soon a revocation must be refused on every
-	// instance (DESIGN.md "Cluster mode").
+	// instance (docs/API.md "Stores and cluster behaviour").
 	opsRevocationBound = 2 * time.Second
 	// opsPollEvery is how often the cluster tests look for the refusal.
 	opsPollEvery = 50 * time.Millisecond

@@ -240,7 +240,7 @@ func TestOperationsClusterRevocation(t *testing.T) {
 			})
 
 			t.Run("revocation published while B's subscription is down is refused on B within 2 s", func(t *testing.T) {
-				// DESIGN.md trap: invalidations published while an instance
+				// A trap (docs/ARCHITECTURE.md): invalidations published while an instance
 				// re-subscribes are lost, so its cache must not be trusted
 				// meanwhile.
 				tok := warm(t, appID, appSecret)

@@ -30,7 +30,7 @@ import (
 // benchDevicePath is the proxied request of integration/bench.
 const benchDevicePath = "/outer/device/info/?deviceid=e22cfa2e-9752-11e6-9baf-00163e120d98"
 
-// benchDeviceInfo is the upstream's 200 answer (spec/API.md).
+// benchDeviceInfo is the upstream's 200 answer (docs/API.md).
 var benchDeviceInfo = []byte(`{"meta":{"message":"Device info","code":0},"data":{"mac":"agxhl0012ab","online":true,"pname":"test","createtime":"2016-10-21T13:54:51.950","productid":"c33d3908-9752-11e6-9baf-00163e120d98"}}`)
 
 var (

@@ -3,7 +3,7 @@ package outergate
 // Fuzz targets of issue 4: token-request parsing, Authorization parsing and
 // upstream error normalization. Seed corpora live in
 // testdata/fuzz/<FuzzName>/; integration/fuzz.sh runs each target for a
-// given time. Every target checks invariants of the contract (DESIGN.md)
+// given time. Every target checks invariants of the contract (docs/API.md)
 // that hold for any input, with its own independent reading of the input
 // where it can.
 

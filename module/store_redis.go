@@ -154,7 +154,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 }
 
 // options turns the config into go-redis options with small timeouts and
-// few retries, so that a hung Redis fails within Timeout (see DESIGN.md).
+// few retries, so that a hung Redis fails within Timeout (see docs/ARCHITECTURE.md, traps).
 func (s *RedisStore) options() (*redis.UniversalOptions, error) {
 	opts := &redis.UniversalOptions{
 		Addrs:      s.Addresses,

@@ -64,15 +64,11 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 	if req.params, aerr = parse(p); aerr != nil {
 		return req, aerr
 	}
-	for _, f := range [...]struct {
-		name string
-		dst  *string
-	}{{"client_id", &req.clientID}, {"client_secret", &req.clientSecret}} {
-		v, _, err := single(f.name, p)
-		if err != nil {
-			return req, badRequest(err.Error())
-		}
-		*f.dst = v
+	if req.clientID, _, err = single("client_id", p); err != nil {
+		return req, badRequest(err.Error())
+	}
+	if req.clientSecret, _, err = single("client_secret", p); err != nil {
+		return req, badRequest(err.Error())
 	}
 
 	user, pass, basic, aerr := basicCredentials(r.Header)

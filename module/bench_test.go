@@ -60,6 +60,7 @@ func newBenchHandler(b *testing.B, store string) *Handler {
 	if err := h.provision(ctx, logger); err != nil {
 		b.Fatalf("Provision: %v", err)
 	}
+	b.Cleanup(func() { _ = h.Cleanup() })
 	if err := h.Validate(); err != nil {
 		b.Fatalf("Validate: %v", err)
 	}

@@ -312,6 +312,7 @@ func fuzzNormalizeHandler(f *testing.F) (*Handler, string) {
 	if err := h.provision(ctx, zap.NewNop()); err != nil {
 		f.Fatalf("Provision: %v", err)
 	}
+	f.Cleanup(func() { _ = h.Cleanup() })
 	if err := h.Validate(); err != nil {
 		f.Fatalf("Validate: %v", err)
 	}

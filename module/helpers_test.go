@@ -56,6 +56,7 @@ func newTestHandlerLogging(t *testing.T, configure func(h *Handler), logger *zap
 	if err := h.provision(ctx, logger); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
+	t.Cleanup(func() { _ = h.Cleanup() }) // as Caddy does: leave the admin API's view
 	if err := h.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}

@@ -97,9 +97,9 @@ func FuzzParseTokenRequest(f *testing.F) {
 	f.Add(formType, []byte("grant_type=client_credentials&client_secret=x"), basicAuth("app:s3cret"), "")
 	f.Add(formType, []byte("grant_type=client_credentials&client_id=app&client_secret=s3cret"), "", "client_secret=x")
 	f.Fuzz(func(t *testing.T, contentType string, body []byte, authorization, query string) {
-		req, aerr := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), tokenParams)
+		req, aerr := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), grantParams)
 		// Deterministic: the same request gets the same answer.
-		req2, aerr2 := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), tokenParams)
+		req2, aerr2 := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), grantParams)
 		if req != req2 || (aerr == nil) != (aerr2 == nil) || (aerr != nil && aerr.Error() != aerr2.Error()) {
 			t.Fatalf("two parses differ: %+v %v / %+v %v", req, aerr, req2, aerr2)
 		}

@@ -31,7 +31,7 @@ type tokenData struct {
 // authenticates the client, grants the scope, and saves a new token. err is
 // a store failure. It is the issue operation of both token endpoints.
 func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
-	req, aerr, err := authenticateClient(h.auth, r, tokenParams)
+	req, aerr, err := authenticateClient(h.auth, r, grantParams)
 	if err != nil || aerr != nil {
 		countTokenRequest(aerr, err)
 		return nil, aerr, err
@@ -67,8 +67,8 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	}, nil, nil
 }
 
-// tokenParams checks the grant's own parameters: grant_type and scope.
-func tokenParams(p params) (tokenRequest, *apiError) {
+// grantParams checks the grant's own parameters: grant_type and scope.
+func grantParams(p params) (tokenRequest, *apiError) {
 	var req tokenRequest
 	grantType, found, err := single("grant_type", p)
 	switch {

@@ -218,7 +218,7 @@ func TestParseTokenRequest(t *testing.T) {
 				r.Header.Add("Authorization", a)
 			}
 
-			got, aerr := parseClientRequest(r, tokenParams)
+			got, aerr := parseClientRequest(r, grantParams)
 			if tc.wantStatus == 0 {
 				if aerr != nil {
 					t.Fatalf("parseClientRequest: %v", aerr)

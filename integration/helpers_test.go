@@ -1,5 +1,10 @@
 package integration
 
+// The helpers every end-to-end test shares: the gateway under test (built
+// binary, Caddyfile, reload), requests and replies, raw HTTP/1.1 requests,
+// the operations calls (revocation, introspection, device calls) and the
+// polling of cluster bounds.
+
 import (
 	"bufio"
 	"bytes"

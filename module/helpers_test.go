@@ -1,5 +1,9 @@
 package outergate
 
+// The helpers the unit tests share: the test clients, a provisioned
+// handler, requests as Caddy builds them, a recording next handler, the
+// envelope checks and token issuance.
+
 import (
 	"bytes"
 	"context"

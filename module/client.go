@@ -31,6 +31,10 @@ type Client struct {
 
 	verifiers []secretVerifier
 	scopes    []string
+	// notBefore (Unix ms) refuses tokens issued before a managed client
+	// was created; 0 for configured clients.
+	notBefore int64
+	managed   bool // managed through the admin API (managed.go)
 }
 
 // secretVerifier checks a presented secret against one stored hash.

@@ -19,6 +19,7 @@ const basicChallenge = `Basic realm="outer"`
 // builds it once.
 type clientAuth struct {
 	clients   map[string]*Client
+	managed   *managedView // clients managed through the admin API
 	decoy     secretVerifier
 	byAddress throttle // failures per client address
 	byClient  throttle // consecutive failures per configured client id
@@ -179,7 +180,7 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 	// The per-client lockout covers configured clients only, so that random
 	// ids cannot fill the store with counters.
 	clientKey, clientFailures := "", 0
-	if _, known := a.clients[req.clientID]; known {
+	if a.lookup(req.clientID) != nil {
 		clientKey = "client:" + req.clientID
 		n, aerr, err := a.byClient.check(ctx, clientKey)
 		if err != nil || aerr != nil {
@@ -213,8 +214,8 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 // verify checks a client's secret; an unknown client is checked against
 // the decoy hash so that it costs the same as a wrong secret.
 func (a *clientAuth) verify(id, secret string) (*Client, bool) {
-	c, known := a.clients[id]
-	if !known {
+	c := a.lookup(id)
+	if c == nil {
 		a.decoy.verify(secret)
 		return nil, false
 	}
@@ -224,11 +225,16 @@ func (a *clientAuth) verify(id, secret string) (*Client, bool) {
 	return c, true
 }
 
+// lookup finds a configured or managed client; nil if unknown.
+func (a *clientAuth) lookup(id string) *Client {
+	return lookupClient(a.clients, a.managed, id)
+}
+
 // claimedClient names an unverified client id in the audit log: as it is
 // when it is a configured client, else only as a fingerprint, since people
 // paste secrets into the id field.
 func (a *clientAuth) claimedClient(id string) zap.Field {
-	if _, known := a.clients[id]; known {
+	if a.lookup(id) != nil {
 		return zap.String("client_id", id)
 	}
 	return zap.String("unknown_client_fp", fingerprint(id))

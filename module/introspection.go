@@ -27,9 +27,10 @@ func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if !found || rec.ClientID != req.client.ID || rec.expired(time.Now()) {
+	if !found || rec.ClientID != req.client.ID || rec.expired(time.Now()) || !req.client.honours(&rec) {
 		return introspection{Active: false}, nil, nil
 	}
+	rec.Scope = req.client.currentScope(rec.Scope)
 	return introspection{
 		Active:    true,
 		ClientID:  rec.ClientID,

@@ -154,6 +154,7 @@ type Handler struct {
 	protect *protector  // Bearer, scope and parameter checks, normalization
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
+	managed *managedView // the clients managed through the admin API
 	scopes  []string // the default scopes, parsed
 	ttl     time.Duration
 	logger  *zap.Logger

@@ -19,6 +19,7 @@ import (
 type protector struct {
 	tokens         TokenStore
 	clients        map[string]*Client // a token of a removed client is refused
+	managed        *managedView       // so is one of a deleted managed client
 	scopeRules     []scopeRule
 	requireParams  []string
 	identityHeader string
@@ -102,9 +103,13 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	case rec.expired(time.Now()):
 		outcome, aerr = validationExpired, invalidToken("access token expired")
-	case p.clients[rec.ClientID] == nil:
-		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	default:
+		client := lookupClient(p.clients, p.managed, rec.ClientID)
+		if client == nil || !client.honours(&rec) {
+			outcome, aerr = validationInvalid, invalidToken("invalid access token")
+			break
+		}
+		rec.Scope = client.currentScope(rec.Scope)
 		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
 			outcome, aerr = validationInsufficientScope, insufficientScope(want)
 		}

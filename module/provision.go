@@ -58,6 +58,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		out:            envelopeRenderer{h.logger},
 	}
 	h.useStore(h.store)
+	if err := h.provisionManagedClients(ctx); err != nil {
+		return err
+	}
 	h.liveKey = registerLive(h)
 	return nil
 }
@@ -94,6 +97,9 @@ func (h *Handler) provisionStore(ctx caddy.Context) error {
 func (h *Handler) Cleanup() error {
 	if h.auth != nil {
 		releaseDecoy(h.auth.decoy)
+	}
+	if err := h.releaseManagedClients(); err != nil {
+		return err
 	}
 	if h.liveKey != "" {
 		_, err := liveHandlers.Delete(h.liveKey)
@@ -158,24 +164,8 @@ func (h *Handler) provisionClients() error {
 		if _, dup := h.clients[c.ID]; dup {
 			return fmt.Errorf("client %q: configured twice", c.ID)
 		}
-		if len(c.SecretHashes) == 0 {
-			return fmt.Errorf("client %q: no secret hash", c.ID)
-		}
-		c.verifiers = c.verifiers[:0]
-		for j, raw := range c.SecretHashes {
-			expanded, err := repl.ReplaceOrErr(raw, true, true)
-			if err != nil {
-				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
-			}
-			v, err := parseSecretHash(expanded)
-			if err != nil {
-				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
-			}
-			c.verifiers = append(c.verifiers, v)
-		}
-		c.scopes = h.scopes
-		if c.Scope != "" {
-			c.scopes = strings.Fields(c.Scope)
+		if err := h.provisionClient(c, repl); err != nil {
+			return err
 		}
 		h.clients[c.ID] = c
 	}
@@ -184,6 +174,32 @@ func (h *Handler) provisionClients() error {
 		return err
 	}
 	h.auth = &clientAuth{clients: h.clients, decoy: decoy, audit: h.audit}
+	return nil
+}
+
+// provisionClient parses the secret hashes of one client (configured or
+// managed through the admin API) and fills in its defaults from the
+// handler's.
+func (h *Handler) provisionClient(c *Client, repl *caddy.Replacer) error {
+	if len(c.SecretHashes) == 0 {
+		return fmt.Errorf("client %q: no secret hash", c.ID)
+	}
+	c.verifiers = c.verifiers[:0]
+	for j, raw := range c.SecretHashes {
+		expanded, err := repl.ReplaceOrErr(raw, true, true)
+		if err != nil {
+			return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+		}
+		v, err := parseSecretHash(expanded)
+		if err != nil {
+			return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+		}
+		c.verifiers = append(c.verifiers, v)
+	}
+	c.scopes = h.scopes
+	if c.Scope != "" {
+		c.scopes = strings.Fields(c.Scope)
+	}
 	return nil
 }
 

@@ -267,6 +267,6 @@ func sortClients(list []*managedClient) {
 
 // Interface guards
 var (
-	_ ClientStore     = (*storageClients)(nil)
+	_ ClientStore      = (*storageClients)(nil)
 	_ caddy.Destructor = (*storageClients)(nil)
 )

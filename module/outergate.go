@@ -155,7 +155,7 @@ type Handler struct {
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
 	managed *managedView // the clients managed through the admin API
-	scopes  []string // the default scopes, parsed
+	scopes  []string     // the default scopes, parsed
 	ttl     time.Duration
 	logger  *zap.Logger
 	audit   auditLog

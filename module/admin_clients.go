@@ -553,7 +553,7 @@ func (a *AdminAPI) rotateClient(w http.ResponseWriter, r *http.Request, id strin
 	if err != nil {
 		return err
 	}
-	auditAdmin(r, "client secret rotated", id, zap.Duration("grace", grace))
+	auditAdmin(r, "client secret rotated", id, zap.String("grace", grace.String()))
 	out := map[string]any{"client_id": id, "client_secret": secret, "rotated_at": *rec.RotatedAt}
 	if grace > 0 {
 		out["grace_until"] = until

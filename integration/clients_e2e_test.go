@@ -177,6 +177,27 @@ func TestManagedClientsAcrossInstances(t *testing.T) {
 		}
 	})
 
+	t.Run("a change whose notification is lost is seen within the bound", func(t *testing.T) {
+		lost := managedCreate(t, a, `{"id":"acme-4"}`, b)
+		if _, ok := waitUntil(managedBound, func() bool { s, _ := tokenStatus(b, "acme-4", lost); return s == http.StatusOK }); !ok {
+			t.Fatalf("acme-4 gets no token from B")
+		}
+		// Delete it behind the gateways' backs: no PUBLISH, only the
+		// change counter moves, as when a notification is lost.
+		for _, cmd := range [][]string{{"HDEL", "outergate:{clients}", "acme-4"}, {"INCR", "outergate:{clients}:v"}} {
+			if out, err := rd.Command(cmd...); err != nil {
+				t.Fatalf("redis-cli %v: %v %s", cmd, err, out)
+			}
+		}
+		for _, g := range []*gateway{a, b} {
+			took, ok := waitUntil(managedBound, func() bool { s, _ := tokenStatus(g, "acme-4", lost); return s == http.StatusUnauthorized })
+			if !ok {
+				t.Errorf("%s: a client deleted without a notification still authenticates after %s", g.base, managedBound)
+			}
+			t.Logf("%s saw a change without notification after %s", g.base, took.Round(time.Millisecond))
+		}
+	})
+
 	t.Run("a client created again under a deleted id does not revive old tokens", func(t *testing.T) {
 		old := a.issue(appID, appSecret) // a configured client's token stays good
 		again := managedCreate(t, a, `{"id":"acme-2"}`, b)

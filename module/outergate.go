@@ -149,6 +149,18 @@ type Handler struct {
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
 
+	// Portal is the path prefix of the developer portal: the API's OpenAPI
+	// 3.1 document at <portal>openapi.json and a page rendering it, with a
+	// console that tries the API from the browser. The portal is public;
+	// it must not be under a protected path. Default: "" (off).
+	Portal string `json:"portal,omitempty"`
+
+	// PortalDocument names an OpenAPI 3.1 document (JSON) of the backend's
+	// routes; the portal merges the gateway's parts into it instead of
+	// describing the platform document's three device routes. Default: ""
+	// (the built-in device routes).
+	PortalDocument string `json:"portal_document,omitempty"`
+
 	scopeMatch   []caddyhttp.MatchPath // one per ScopeRules entry
 	store        TokenStore
 	endpoints    []endpoint          // token, revocation, introspection, standard ones
@@ -162,6 +174,7 @@ type Handler struct {
 	logger       *zap.Logger
 	audit        *zap.Logger // issuance, revocation and refusals, at Info
 	liveKey      string      // this handler's entry in liveHandlers
+	portal       *portal     // nil when Portal is off
 }
 
 // ScopeRule names the scope that requests to some protected paths need,
@@ -195,6 +208,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := h.provisionClients(); err != nil {
+		return err
+	}
+	if err := h.provisionPortal(); err != nil {
 		return err
 	}
 
@@ -405,6 +421,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripHeader(r.Header, h.identityKey)
 	if ep, ok := h.endpointFor(r); ok {
 		return ep.serve(w, r)
+	}
+	if ok, err := h.servePortal(w, r); ok {
+		return err
 	}
 	if h.matches(h.protectMatch, r) {
 		return h.serveProtected(w, r, next)

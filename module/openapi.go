@@ -132,7 +132,7 @@ func (h *Handler) openAPIComponents() map[string]obj {
 	if h.OAuth2TokenPath != "off" {
 		schemes["oauth2"] = obj{"type": "oauth2",
 			"description": "OAuth2 client credentials (RFC 6749 §4.4) against the standard token endpoint.",
-			"flows": obj{"clientCredentials": obj{"tokenUrl": h.absolute(h.OAuth2TokenPath), "scopes": scopes}}}
+			"flows":       obj{"clientCredentials": obj{"tokenUrl": h.absolute(h.OAuth2TokenPath), "scopes": scopes}}}
 	}
 	return map[string]obj{
 		"securitySchemes": schemes,
@@ -324,7 +324,7 @@ func clientPost(id, summary, desc, tag, schema string, ok obj, rfc bool) obj {
 	body := obj{"schema": ref("schemas", schema)}
 	return obj{"post": obj{
 		"operationId": id, "summary": summary, "description": desc, "tags": []string{tag},
-		"security":    []any{obj{}, obj{"clientBasic": []string{}}},
+		"security": []any{obj{}, obj{"clientBasic": []string{}}},
 		"requestBody": obj{"required": true, "content": obj{
 			"application/x-www-form-urlencoded": body,
 			"application/json":                  body,

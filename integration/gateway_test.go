@@ -71,7 +71,7 @@ type gateway struct {
 func startGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := httptest.NewServer(g.backend)
 	t.Cleanup(up.Close)
@@ -95,6 +95,7 @@ func (g *gateway) caddyfile() string {
 	}
 	return fmt.Sprintf(`:%d {
 	outergate {
+		portal `+portalPath+`
 		token_ttl %s
 		client %s %s
 		client %s %s {

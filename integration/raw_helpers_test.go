@@ -152,7 +152,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 func startGatewaySite(t *testing.T, cfg gatewayConfig, siteExtra string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := newUpstream(t, g.backend)
 	if g.cfg.Upstream == "" {

@@ -163,6 +163,30 @@ func TestPortalInBrowser(t *testing.T) {
 	if len(violations) > 0 {
 		t.Errorf("CSP violations: %v", violations)
 	}
+	// Offline: every resource the page loaded came from the gateway.
+	resources, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`performance.getEntriesByType("resource").map(e => e.name)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range resources {
+		if !strings.HasPrefix(u, g.base+"/") {
+			t.Errorf("the page loaded %s, not from the gateway", u)
+		}
+	}
+	if len(resources) < 4 {
+		t.Errorf("resources loaded: %v", resources)
+	}
+	// The page keeps no credentials: nothing of the secret in cookies or
+	// web storage.
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(kept, appSecret) || strings.Contains(kept, "access_token") || strings.Contains(kept, appID) {
+		t.Errorf("the page kept credentials: %s", kept)
+	}
 
 	// Two pictures: the whole page, and the window on the device route
 	// with the console's answer (the one README shows).

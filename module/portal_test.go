@@ -62,8 +62,11 @@ func TestPortalServes(t *testing.T) {
 			if strings.Contains(csp, "unsafe") {
 				t.Errorf("CSP %q allows unsafe sources", csp)
 			}
-			if res.Header.Get("X-Content-Type-Options") != "nosniff" {
-				t.Error("no X-Content-Type-Options: nosniff")
+			if res.Header.Get("X-Content-Type-Options") != "nosniff" || res.Header.Get("Referrer-Policy") != "no-referrer" {
+				t.Error("no X-Content-Type-Options: nosniff or Referrer-Policy: no-referrer")
+			}
+			if tt.status == 200 && (res.Header.Get("Cache-Control") != "no-cache" || res.Header.Get("ETag") == "") {
+				t.Errorf("Cache-Control %q, ETag %q", res.Header.Get("Cache-Control"), res.Header.Get("ETag"))
 			}
 			if tt.status == 405 && res.Header.Get("Allow") != "GET, HEAD" {
 				t.Errorf("Allow = %q", res.Header.Get("Allow"))
@@ -138,5 +141,8 @@ func TestPortalCSPNamesIssuerOrigin(t *testing.T) {
 	h := newTestHandler(t, func(h *Handler) { h.Portal = "/docs/"; h.Issuer = "https://login.example.com/t1" })
 	if csp := h.portal.csp; !strings.Contains(csp, "connect-src 'self' https://login.example.com;") {
 		t.Errorf("CSP = %q", csp)
+	}
+	if doc := string(h.portal.files["openapi.json"].body); !strings.Contains(doc, `"tokenUrl": "https://login.example.com/oauth2/token"`) {
+		t.Error("the oauth2 scheme does not name the token URL under the issuer")
 	}
 }

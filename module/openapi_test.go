@@ -286,3 +286,44 @@ func TestOpenAPIDocumentIsJSON(t *testing.T) {
 		t.Fatalf("decode: %v, openapi %v", err, v["openapi"])
 	}
 }
+
+// TestOpenAPIValidationIsNotVacuous breaks the built document in one way
+// each and checks kin-openapi refuses it, so a passing validation means
+// something.
+func TestOpenAPIValidationIsNotVacuous(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		breakDoc func(doc obj)
+	}{
+		{"dangling $ref", func(doc obj) {
+			doc["components"].(obj)["schemas"].(obj)["Token"] = ref("schemas", "Missing")
+		}},
+		{"response without description", func(doc obj) {
+			op := doc["paths"].(obj)["/outer/token/"].(obj)["post"].(obj)
+			delete(op["responses"].(obj)["200"].(obj), "description")
+		}},
+		{"oauth2 scheme without flows", func(doc obj) {
+			delete(doc["components"].(obj)["securitySchemes"].(obj)["oauth2"].(obj), "flows")
+		}},
+		{"duplicate operationId", func(doc obj) {
+			doc["paths"].(obj)["/outer/device/info/"].(obj)["get"].(obj)["operationId"] = "issueToken"
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(t, nil)
+			doc := h.openAPIDocument(nil)
+			tt.breakDoc(doc)
+			raw, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loaded, err := openapi3.NewLoader().LoadFromData(raw)
+			if err == nil {
+				err = loaded.Validate(context.Background())
+			}
+			if err == nil {
+				t.Error("kin-openapi accepted the broken document")
+			}
+		})
+	}
+}

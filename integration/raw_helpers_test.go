@@ -142,6 +142,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, rr.target, err)
 	}
+	g.checkRaw(t, rr.bytes(g.hostPort()), r)
 	return r
 }
 

@@ -33,10 +33,15 @@ const portalPath = "/outer/docs/"
 // and again after CloseIdleConnections, which the tests call on every
 // reload.
 //
+// Answers to requests the tests write on a socket go through the same
+// check (gateway.checkRaw).
+//
 // What is not checked, and why: HEAD answers (no body; openapi3filter
-// skips them too) and answers for paths that are neither an operation of
-// the document nor under a protected prefix: the gateway hands those to the
-// backend untouched, so they are the backend's and not the gateway's API.
+// skips them too); answers for paths that are neither an operation of the
+// document nor under a protected prefix: the gateway hands those to the
+// backend untouched, so they are the backend's and not the gateway's API;
+// and Go's own plain-text 400 to a raw request it cannot parse, written
+// before any handler runs.
 // An answer for a documented path with a method the document does not list,
 // or for an undocumented path under a protected prefix (the tests send such
 // requests on purpose), must still be one of the two documented error

@@ -113,7 +113,7 @@ const gatewayDescription = "This API is served by an outergate gateway: it issue
 func (h *Handler) protectsPath(p string) bool {
 	r := &http.Request{URL: &url.URL{Path: p}}
 	r = r.WithContext(context.WithValue(context.Background(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	return h.matches(h.protectMatch, r)
+	return h.routes.protected(r)
 }
 
 // openAPIComponents are the document's schemas, responses' parts and

@@ -263,13 +263,15 @@ func TestPortalConfigErrors(t *testing.T) {
 			h.provisionDefaults()
 			ctx, cancel := caddyContext()
 			defer cancel()
-			if err := h.provisionMatchers(ctx); err != nil {
+			rt, err := newRoutes(ctx, h.endpointTable(), h.Protect)
+			if err != nil {
 				t.Fatal(err)
 			}
+			h.routes = rt
 			if err := h.provisionClients(); err != nil {
 				t.Fatal(err)
 			}
-			err := h.provisionPortal()
+			err = h.provisionPortal()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("provisionPortal() = %v, want an error with %q", err, tt.want)
 			}

@@ -41,6 +41,7 @@ type portal struct {
 	prefix string                // lower-case, cleaned, with a trailing slash
 	files  map[string]portalFile // by name below prefix; "" is the page
 	csp    string
+	out    envelopeRenderer // answers a wrong method
 }
 
 // provisionPortal builds the portal when Portal is set: the OpenAPI
@@ -76,7 +77,7 @@ func (h *Handler) provisionPortal() error {
 	if err != nil {
 		return fmt.Errorf("portal: encoding the OpenAPI document: %w", err)
 	}
-	p := &portal{prefix: prefix, files: map[string]portalFile{}, csp: portalCSP(h.Issuer)}
+	p := &portal{prefix: prefix, files: map[string]portalFile{}, csp: portalCSP(h.Issuer), out: envelopeRenderer{h.logger}}
 	p.add("openapi.json", "application/json; charset=utf-8", doc)
 	page, err := portalPage(prefix)
 	if err != nil {
@@ -179,7 +180,7 @@ func (p *portal) serve(w http.ResponseWriter, r *http.Request, f portalFile) err
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return writeAPIError(w, newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
+		return p.out.failure(w, newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
 			"method not allowed: use GET", "Allow", "GET, HEAD"))
 	}
 	hdr.Set("Content-Type", f.contentType)

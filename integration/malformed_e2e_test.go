@@ -343,6 +343,7 @@ func TestMalformedRequests(t *testing.T) {
 			t.Errorf("#%d %s: no complete HTTP response: %v", i, m.desc, err)
 			continue
 		}
+		g.checkRaw(t, m.req.bytes(g.hostPort()), r)
 		statuses[r.status]++
 		switch {
 		case r.status == 502 && r.code() == 23090 && m.badChunk:

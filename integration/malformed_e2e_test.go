@@ -24,7 +24,7 @@ type malformed struct {
 	req  rawRequest
 	// goMay: the request is malformed at the HTTP level (a control
 	// character in a header, a bad request line), so Go's own plain-text
-	// 400 may answer it before any handler runs (DESIGN.md); every other
+	// 400 may answer it before any handler runs (docs/ARCHITECTURE.md, traps); every other
 	// answer must still be an envelope.
 	goMay bool
 	// badChunk: the body's chunked framing is broken.

@@ -83,12 +83,22 @@ func (v *bcryptVerifier) verify(secret string) bool {
 	return true
 }
 
+// sha256Prefix marks a SHA-256 secret hash in the configuration.
+const sha256Prefix = "sha256:"
+
+// secretHash is the configuration form of a secret's SHA-256 hash, which
+// parseSecretHash reads back.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return sha256Prefix + hex.EncodeToString(sum[:])
+}
+
 // parseSecretHash turns a configured hash into a verifier. The error never
 // repeats the hash.
 func parseSecretHash(s string) (secretVerifier, error) {
 	switch {
-	case strings.HasPrefix(s, "sha256:"):
-		raw, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
+	case strings.HasPrefix(s, sha256Prefix):
+		raw, err := hex.DecodeString(strings.TrimPrefix(s, sha256Prefix))
 		if err != nil || len(raw) != sha256.Size {
 			return nil, fmt.Errorf("sha256 secret hash must be sha256:<64 hex digits>")
 		}

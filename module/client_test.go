@@ -180,21 +180,21 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	h := newTestHandler(t, func(h *Handler) {
 		h.Clients = append(h.Clients, Client{ID: "legacy", SecretHashes: []string{bcryptHash(t, "legacy-secret", bcrypt.MinCost)}})
 	})
-	if _, ok := h.decoy.(*bcryptVerifier); !ok {
-		t.Fatalf("decoy is %T with a bcrypt client configured", h.decoy)
+	if _, ok := h.auth.decoy.(*bcryptVerifier); !ok {
+		t.Fatalf("decoy is %T with a bcrypt client configured", h.auth.decoy)
 	}
 	spy := &countingVerifier{}
-	h.decoy = spy
-	if _, ok := h.authenticate("nobody", "x"); ok {
+	h.auth.decoy = spy
+	if _, ok := h.auth.verify("nobody", "x"); ok {
 		t.Fatal("unknown client authenticated")
 	}
 	if spy.n != 1 {
 		t.Fatalf("decoy checked %d times for an unknown client, want 1", spy.n)
 	}
-	if c, ok := h.authenticate("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
+	if c, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
 		t.Fatal("bcrypt client refused")
 	}
-	if _, ok := h.authenticate(testClientID, "wrong"); ok {
+	if _, ok := h.auth.verify(testClientID, "wrong"); ok {
 		t.Fatal("wrong secret accepted")
 	}
 	if spy.n != 1 {

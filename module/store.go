@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,6 +16,13 @@ type TokenHash [sha256.Size]byte
 // hashToken returns the store key of an access token.
 func hashToken(token string) TokenHash {
 	return sha256.Sum256([]byte(token))
+}
+
+// fingerprint names a value that must not be logged as it is (an unknown
+// client id, which may be a pasted secret) by the first 8 hex digits of its
+// SHA-256, like a token's Fingerprint.
+func fingerprint(s string) string {
+	return hashToken(s).Fingerprint()
 }
 
 // Fingerprint is a short, non-reversible name of the token for logs: the
@@ -54,8 +62,15 @@ func (r *TokenRecord) ttl() time.Duration {
 // a token that is simply unknown): outergate answers 503 + 23090 for it.
 var ErrStoreUnavailable = errors.New("token store unavailable")
 
-// TokenStore is the interface of the guest modules in the outergate.stores
-// namespace. Implementations must be safe for concurrent use.
+// Store is what a guest module in the outergate.stores namespace provides:
+// the tokens and the failure counters of the throttles, in one shared place.
+// Implementations must be safe for concurrent use.
+type Store interface {
+	TokenStore
+	FailureStore
+}
+
+// TokenStore keeps issued tokens by their hash.
 type TokenStore interface {
 	// Save keeps rec under key until rec.ExpiresAt. With maxPerClient > 0
 	// it then evicts the client's oldest tokens until no more than
@@ -73,6 +88,10 @@ type TokenStore interface {
 	RevokeClient(ctx context.Context, clientID string) (int, error)
 	// CountClient returns how many live tokens a client has.
 	CountClient(ctx context.Context, clientID string) (int, error)
+}
+
+// FailureStore counts failed client authentications for the throttles.
+type FailureStore interface {
 	// Failures returns how many failures were counted under key in the
 	// current window, and when that window ends.
 	Failures(ctx context.Context, key string) (int, time.Time, error)
@@ -81,4 +100,19 @@ type TokenStore interface {
 	AddFailure(ctx context.Context, key string, window time.Duration) error
 	// ResetFailures forgets the failures counted under key.
 	ResetFailures(ctx context.Context, key string) error
+}
+
+// pooledStore is a store whose state lives in a caddy.UsagePool entry
+// shared by every handler configured with the same store; poolKey names
+// that entry, so that the admin API asks each shared store once.
+type pooledStore interface {
+	poolKey() string
+}
+
+// storeKey names the shared state behind a store.
+func storeKey(s Store) string {
+	if k, ok := s.(pooledStore); ok {
+		return k.poolKey()
+	}
+	return fmt.Sprintf("%p", s)
 }

@@ -253,7 +253,7 @@ func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, erro
 	return n, nil
 }
 
-// Failures implements TokenStore.
+// Failures implements FailureStore.
 func (s *MemoryStore) Failures(_ context.Context, key string) (int, time.Time, error) {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
@@ -265,7 +265,7 @@ func (s *MemoryStore) Failures(_ context.Context, key string) (int, time.Time, e
 	return w.n, w.end, nil
 }
 
-// AddFailure implements TokenStore.
+// AddFailure implements FailureStore.
 func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Duration) error {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
@@ -277,7 +277,7 @@ func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Dura
 	return nil
 }
 
-// ResetFailures implements TokenStore.
+// ResetFailures implements FailureStore.
 func (s *MemoryStore) ResetFailures(_ context.Context, key string) error {
 	s.tokens.failures.Delete(key)
 	return nil
@@ -318,7 +318,7 @@ func (s *MemoryStore) poolKey() string { return s.key }
 
 // Interface guards
 var (
-	_ TokenStore            = (*MemoryStore)(nil)
+	_ Store                 = (*MemoryStore)(nil)
 	_ caddy.Provisioner     = (*MemoryStore)(nil)
 	_ caddy.CleanerUpper    = (*MemoryStore)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryStore)(nil)

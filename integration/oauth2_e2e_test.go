@@ -237,10 +237,11 @@ func TestNodeOpenIDClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	install := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci: %v\n%s", err, out)
+	if err := npmInstall(npm, dir, nil); err != nil {
+		if errors.Is(err, errRegistryUnreachable) && os.Getenv("OUTERGATE_REQUIRE_NODE") != "1" {
+			t.Skipf("npm registry unreachable, openid-client not installed (OUTERGATE_REQUIRE_NODE=1 makes this a failure): %v", err)
+		}
+		t.Fatal(err)
 	}
 
 	g := startGateway(t, gatewayConfig{})

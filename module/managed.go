@@ -127,10 +127,11 @@ func (h *Handler) provisionManaged(rec *managedClient) (*Client, error) {
 // and again whenever the record changes. A lookup costs two map reads,
 // whatever the number of clients.
 type managedView struct {
-	h      *Handler
-	store  ClientStore
-	cache  sync.Map // id -> *viewEntry
-	regKey string   // the store's entry in clientStores
+	h       *Handler
+	store   ClientStore
+	cache   sync.Map // id -> *viewEntry
+	regKey  string   // the store's entry in clientStores
+	release func() error
 }
 
 // viewEntry is a provisioned record; rec tells whether it is current.
@@ -170,20 +171,22 @@ func (h *Handler) provisionManagedClients(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("managed clients: %w", err)
 	}
-	h.managed = &managedView{h: h, store: store, regKey: key}
+	h.managed = &managedView{h: h, store: store, regKey: key, release: sync.OnceValue(func() error {
+		_, err := clientStores.Delete(key)
+		return err
+	})}
 	h.auth.managed = h.managed
 	h.protect.managed = h.managed
 	return nil
 }
 
-// releaseManagedClients drops the handler's hold on its ClientStore.
+// releaseManagedClients drops the handler's hold on its ClientStore, once;
+// h.managed stays, since the admin API may still be reading it.
 func (h *Handler) releaseManagedClients() error {
 	if h.managed == nil {
 		return nil
 	}
-	_, err := clientStores.Delete(h.managed.regKey)
-	h.managed = nil
-	return err
+	return h.managed.release()
 }
 
 // lookupClient finds a client by id: configured first (the config wins

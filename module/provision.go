@@ -1,6 +1,7 @@
 package outergate
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -101,14 +102,12 @@ func (h *Handler) Cleanup() error {
 	if h.auth != nil {
 		releaseDecoy(h.auth.decoy)
 	}
-	if err := h.releaseManagedClients(); err != nil {
-		return err
-	}
+	// Out of the admin API's view first, then the managed clients go.
+	var err error
 	if h.liveKey != "" {
-		_, err := liveHandlers.Delete(h.liveKey)
-		return err
+		_, err = liveHandlers.Delete(h.liveKey)
 	}
-	return nil
+	return errors.Join(err, h.releaseManagedClients())
 }
 
 // provisionDefaults fills in every unset field.

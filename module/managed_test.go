@@ -292,3 +292,44 @@ func introspectScope(t *testing.T, h *Handler, tok, id, secret string) string {
 	}
 	return got.Scope
 }
+
+// TestManagedViewConcurrent looks clients up while they change; run with
+// -race it checks that a lookup never reads a record being written.
+func TestManagedViewConcurrent(t *testing.T) {
+	h := newTestHandler(t, nil)
+	ctx := context.Background()
+	rec := &managedClient{Client: Client{ID: "busy", SecretHashes: []string{secretHash("s")}, Scope: "read"}, CreatedAt: now()}
+	if err := h.managed.store.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, ok := h.auth.verify("busy", "s"); !ok || c.currentScope("read write") == "" {
+					t.Error("a client being changed failed to authenticate")
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		cur := h.managed.store.Lookup("busy")
+		next := *cur
+		next.Scope = []string{"read", "read write"}[i%2]
+		next.UpdatedAt = now()
+		if err := h.managed.store.Replace(ctx, cur, &next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}

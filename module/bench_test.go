@@ -221,9 +221,13 @@ func BenchmarkNormalize(b *testing.B) {
 // iterations, so each Save also evicts the oldest token), the log line and
 // the envelope.
 func BenchmarkTokenIssue(b *testing.B) {
-	h := newBenchHandler(b, "issue")
-	form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID},
-		"client_secret": {testClientSecret}}.Encode())
+	benchIssue(b, newBenchHandler(b, "issue"), testClientID, testClientSecret)
+}
+
+// benchIssue runs token requests of one client against h.
+func benchIssue(b *testing.B, h *Handler, id, secret string) {
+	form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {id},
+		"client_secret": {secret}}.Encode())
 	r, _ := newRequest(http.MethodPost, "/outer/token/", nil)
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	body := new(rewindBody)
@@ -320,26 +324,7 @@ func BenchmarkManagedClients(b *testing.B) {
 			}
 		}
 		b.Run("issue/clients="+strconv.Itoa(n), func(b *testing.B) {
-			id := n / 2
-			form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {fmt.Sprintf("managed-%05d", id)},
-				"client_secret": {secrets[id]}}.Encode())
-			r, _ := newRequest(http.MethodPost, "/outer/token/", nil)
-			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			body := new(rewindBody)
-			w := &discardWriter{header: http.Header{}}
-			serve := func() {
-				body.Reset(form)
-				r.Body, r.ContentLength = body, int64(len(form))
-				w.reset()
-				if err := h.ServeHTTP(w, r, nil); err != nil || w.status != http.StatusOK {
-					b.Fatalf("token endpoint: status %d, error %v", w.status, err)
-				}
-			}
-			serve()
-			b.ReportAllocs()
-			for b.Loop() {
-				serve()
-			}
+			benchIssue(b, h, fmt.Sprintf("managed-%05d", n/2), secrets[n/2])
 		})
 		b.Run("validate/clients="+strconv.Itoa(n), func(b *testing.B) {
 			presented := min(n, 1024)

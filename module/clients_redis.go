@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,9 +40,8 @@ type redisClients struct {
 	timeout time.Duration
 	logger  *zap.Logger
 
-	mu   sync.RWMutex
-	byID map[string]*managedClient
-	ver  int64 // the counter value byID reflects
+	localClients
+	ver int64 // the counter value byID reflects (under mu)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -53,15 +51,15 @@ func newRedisClients(s *RedisStore, logger *zap.Logger) (*redisClients, error) {
 	client, prefix, timeout := s.clientRegistryConn()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &redisClients{
-		client:  client,
-		hash:    prefix + "{clients}",
-		version: prefix + "{clients}:v",
-		channel: prefix + "clients",
-		timeout: timeout,
-		logger:  logger,
-		byID:    map[string]*managedClient{},
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		client:       client,
+		hash:         prefix + "{clients}",
+		version:      prefix + "{clients}:v",
+		channel:      prefix + "clients",
+		timeout:      timeout,
+		logger:       logger,
+		localClients: newLocalClients(),
+		cancel:       cancel,
+		done:         make(chan struct{}),
 	}
 	// A first load so that the clients work as soon as the config runs;
 	// if Redis is down, the listener loads them when it is back (and
@@ -78,25 +76,6 @@ func (c *redisClients) Destruct() error {
 	c.cancel()
 	<-c.done
 	return nil
-}
-
-// Lookup implements ClientStore.
-func (c *redisClients) Lookup(id string) *managedClient {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.byID[id]
-}
-
-// List implements ClientStore.
-func (c *redisClients) List() []*managedClient {
-	c.mu.RLock()
-	out := make([]*managedClient, 0, len(c.byID))
-	for _, rec := range c.byID {
-		out = append(out, rec)
-	}
-	c.mu.RUnlock()
-	sortClients(out)
-	return out
 }
 
 // Get implements ClientStore, reading Redis.

@@ -124,13 +124,12 @@ type storageClients struct {
 	prefix  string
 	logger  *zap.Logger
 
-	mu   sync.RWMutex
-	byID map[string]*managedClient
-	wmu  sync.Mutex // one write at a time: storage, then memory
+	localClients
+	wmu sync.Mutex // one write at a time: storage, then memory
 }
 
 func newStorageClients(storage clientStorage, prefix string, logger *zap.Logger) (*storageClients, error) {
-	c := &storageClients{storage: storage, prefix: prefix, logger: logger, byID: map[string]*managedClient{}}
+	c := &storageClients{storage: storage, prefix: prefix, logger: logger, localClients: newLocalClients()}
 	if storage == nil {
 		return c, nil
 	}
@@ -164,25 +163,6 @@ func (c *storageClients) Destruct() error { return nil }
 
 func (c *storageClients) key(id string) string {
 	return c.prefix + "/" + id + ".json"
-}
-
-// Lookup implements ClientStore.
-func (c *storageClients) Lookup(id string) *managedClient {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.byID[id]
-}
-
-// List implements ClientStore.
-func (c *storageClients) List() []*managedClient {
-	c.mu.RLock()
-	out := make([]*managedClient, 0, len(c.byID))
-	for _, rec := range c.byID {
-		out = append(out, rec)
-	}
-	c.mu.RUnlock()
-	sortClients(out)
-	return out
 }
 
 // Get implements ClientStore: this process's copy is the truth.
@@ -260,9 +240,34 @@ func (c *storageClients) write(ctx context.Context, id string, rec *managedClien
 	return nil
 }
 
-// sortClients sorts managed clients by id.
-func sortClients(list []*managedClient) {
-	slices.SortFunc(list, func(a, b *managedClient) int { return strings.Compare(a.ID, b.ID) })
+// localClients is a ClientStore's copy of the managed clients in memory,
+// which Lookup and List read.
+type localClients struct {
+	mu   sync.RWMutex
+	byID map[string]*managedClient
+}
+
+func newLocalClients() localClients {
+	return localClients{byID: map[string]*managedClient{}}
+}
+
+// Lookup implements ClientStore.
+func (c *localClients) Lookup(id string) *managedClient {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byID[id]
+}
+
+// List implements ClientStore, by id.
+func (c *localClients) List() []*managedClient {
+	c.mu.RLock()
+	out := make([]*managedClient, 0, len(c.byID))
+	for _, rec := range c.byID {
+		out = append(out, rec)
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *managedClient) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Interface guards

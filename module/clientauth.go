@@ -53,6 +53,9 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 	if kind == bodyOther {
 		return req, badRequest("unsupported content type: use application/x-www-form-urlencoded or application/json")
 	}
+	if contentEncoded(r.Header) {
+		return req, unsupportedMedia("Content-Encoding is not supported on request bodies")
+	}
 	body, aerr := readBody(r)
 	if aerr != nil {
 		return req, aerr
@@ -76,7 +79,7 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 		return req, aerr
 	}
 	if basic {
-		if req.clientSecret != "" || len(p["client_secret"]) > 0 {
+		if req.clientSecret != "" || len(p.get("client_secret")) > 0 {
 			return req, badRequest("use one client authentication method: HTTP Basic or client_secret in the body, not both")
 		}
 		if req.clientID != "" && req.clientID != user {

@@ -144,6 +144,21 @@ type Handler struct {
 	// endpoint cannot grow the store without bound. Default: 100.
 	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
 
+	// AllowWebSocket lists the path patterns (Caddy path matcher syntax,
+	// matched like Protect) where a WebSocket upgrade may pass; on a
+	// protected path it is checked like any request first (token, scope,
+	// parameters). Every other protocol upgrade, h2c and CONNECT tunnels
+	// are refused on every path with 400 + 23010. Default: none.
+	AllowWebSocket []string `json:"allow_websocket,omitempty"`
+
+	// OpaqueBody lists the media types (e.g. "text/plain") a protected
+	// request's body may have without being inspected; "*" admits any
+	// body, also one without Content-Type or with a Content-Encoding.
+	// Such bodies are forwarded unread by the parameter checks, which then
+	// look at the query string only. Default: none (only form and JSON
+	// bodies without Content-Encoding; others get 415 + 23010).
+	OpaqueBody []string `json:"opaque_body,omitempty"`
+
 	// StoreRaw is the token store, a module in the outergate.stores
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
@@ -162,6 +177,7 @@ type Handler struct {
 
 	// Built once in Provision; see docs/ARCHITECTURE.md.
 	routes  *routes     // endpoint table and protected paths
+	guard   guard       // upgrades and short names, on every path
 	auth    *clientAuth // client authentication and its throttles
 	protect *protector  // Bearer, scope and parameter checks, normalization
 	store   Store       // the configured store behind timedStore
@@ -199,6 +215,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // itself, to the protector, or untouched to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
+	if aerr := h.guard.check(r); aerr != nil {
+		h.audit.refusal(r, "request refused", aerr)
+		return envelopeRenderer{h.logger}.failure(w, aerr)
+	}
 	if ep, ok := h.routes.endpointFor(r); ok {
 		return ep.serve(w, r)
 	}
@@ -208,6 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.routes.protected(r) {
 		return h.protect.serve(w, r, next)
 	}
+	scrubTrailers(r, h.identityKey)
 	return next.ServeHTTP(w, r)
 }
 

@@ -34,6 +34,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		return err
 	}
 	h.routes = rt
+	if h.guard.websocket, err = newPathPatterns(ctx, h.AllowWebSocket); err != nil {
+		return err
+	}
 	scopeRules, err := newScopeRules(ctx, h.ScopeRules)
 	if err != nil {
 		return err
@@ -54,6 +57,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		clients:        h.clients,
 		scopeRules:     scopeRules,
 		requireParams:  h.RequireParams,
+		opaqueBody:     h.OpaqueBody,
 		identityHeader: h.IdentityHeader,
 		normalize:      &normalizer{errorCodes: h.ErrorCodes, logger: h.logger},
 		audit:          h.audit,

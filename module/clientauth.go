@@ -153,8 +153,9 @@ func authorizationHeader(h http.Header) (string, int) {
 // authenticated is a client whose secret was checked, with the parameters
 // of its request.
 type authenticated[P any] struct {
-	client *Client
-	params P
+	client  *Client
+	binding string // of the secret hash that matched (binding.go)
+	params  P
 }
 
 // authenticateClient runs what every client-authenticated endpoint shares:
@@ -191,7 +192,7 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 		}
 		clientFailures = n
 	}
-	client, ok := a.verify(req.clientID, req.clientSecret)
+	client, binding, ok := a.verify(req.clientID, req.clientSecret)
 	if !ok {
 		err := a.byAddress.count(ctx, ipKey)
 		if err == nil && clientKey != "" {
@@ -210,21 +211,22 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 			return none, nil, err
 		}
 	}
-	return authenticated[P]{client: client, params: req.params}, nil, nil
+	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil
 }
 
 // verify checks a client's secret; an unknown client is checked against
 // the decoy hash so that it costs the same as a wrong secret.
-func (a *clientAuth) verify(id, secret string) (*Client, bool) {
+func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 	c, known := a.clients[id]
 	if !known {
 		a.decoy.verify(secret)
-		return nil, false
+		return nil, "", false
 	}
-	if !c.authenticate(secret) {
-		return nil, false
+	binding, ok := c.authenticate(secret)
+	if !ok {
+		return nil, "", false
 	}
-	return c, true
+	return c, binding, true
 }
 
 // claimedClient names an unverified client id in the audit log: as it is

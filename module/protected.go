@@ -104,7 +104,8 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	case rec.expired(time.Now()):
 		outcome, aerr = validationExpired, invalidToken("access token expired")
-	case p.clients[rec.ClientID] == nil:
+	case !p.clients[rec.ClientID].binds(rec):
+		// A removed client, or a token another handler issued (binding.go).
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	default:
 		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {

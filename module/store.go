@@ -41,6 +41,10 @@ type TokenRecord struct {
 	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
+	// Binding names the issuer and the client credential the token was
+	// issued under (binding.go); a handler accepts the token only if it
+	// would issue it the same binding.
+	Binding string `json:"b,omitempty"`
 	// Revoked marks a tombstone: the token was revoked and is refused as
 	// such until it would have expired. (Tokens evicted past
 	// max_tokens_per_client are deleted instead, so that issuance cannot

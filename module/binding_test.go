@@ -12,7 +12,9 @@ import (
 func TestTokenBinding(t *testing.T) {
 	const id = "shared"
 	client := func(secret string) func(h *Handler) {
-		return func(h *Handler) { h.Clients = append(h.Clients, Client{ID: id, SecretHashes: []string{sha256Hash(secret)}}) }
+		return func(h *Handler) {
+			h.Clients = append(h.Clients, Client{ID: id, SecretHashes: []string{sha256Hash(secret)}})
+		}
 	}
 	both := func(fs ...func(h *Handler)) func(h *Handler) {
 		return func(h *Handler) {

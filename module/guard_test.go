@@ -133,7 +133,7 @@ func TestTrailers(t *testing.T) {
 		{name: "protected: X-Method-Override trailer refused", target: "/outer/device/unbind/", token: true,
 			trailer: http.Header{"X-Method-Override": {"DELETE"}}, status: 400},
 		{name: "unprotected: identity trailer removed in every spelling", target: "/elsewhere",
-			trailer: http.Header{"X-Outer-Client-Id": {"admin"}, "X_outer_client_id": {"admin"}, "X-Checksum": {"1"}},
+			trailer:  http.Header{"X-Outer-Client-Id": {"admin"}, "X_outer_client_id": {"admin"}, "X-Checksum": {"1"}},
 			wantNext: true, wantTrailer: http.Header{"X-Checksum": {"1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

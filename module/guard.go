@@ -8,12 +8,15 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// This file holds the checks every request the handler sees goes through
-// before it is dispatched: protocol upgrades and Windows 8.3 short names,
-// both of which would let a request past the gateway's view of it.
+// This file holds the checks every request that may reach the next handler
+// (reverse_proxy) goes through, on protected paths and all others alike:
+// protocol upgrades and Windows 8.3 short names, both of which would let a
+// request past the gateway's view of it. The endpoints outergate answers
+// itself (token, revocation, introspection, metadata, portal) never relay
+// a request, so they are not guarded: an Upgrade there is ignored.
 
-// guard refuses, on every path, what the rest of the handler cannot see
-// through. Provision builds it once.
+// guard refuses what the rest of the handler cannot see through.
+// Provision builds it once.
 type guard struct {
 	websocket pathPatterns // allow_websocket: where a WebSocket upgrade may pass
 }

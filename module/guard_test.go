@@ -37,7 +37,6 @@ func TestGuard(t *testing.T) {
 		{name: "Connection: upgrade without Upgrade", target: "/elsewhere", header: http.Header{"Connection": {"keep-alive, upgrade"}}, status: 400},
 		{name: "two Upgrade values", configure: allowWS, target: "/live/x",
 			header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket, h2c"}}, status: 400},
-		{name: "upgrade on the token endpoint", method: "POST", target: "/outer/token/", header: ws, status: 400},
 		{name: "CONNECT tunnel", method: "CONNECT", target: "/outer/device/info/", status: 400},
 		{name: "extended CONNECT for WebSocket where not allowed", method: "CONNECT", target: "/elsewhere", h2: true,
 			header: http.Header{":protocol": {"websocket"}}, status: 400},

@@ -33,6 +33,11 @@ func canonicalTrailers(t http.Header) http.Header {
 	return out
 }
 
+// Only trailers declared in a Trailer header can reach the upstream: the
+// server fills undeclared ones into its own copy of the request, which
+// neither outergate nor reverse_proxy (which works on the handlers' copy)
+// sees.
+
 // scrubTrailers makes the identity header's removal hold for the trailers
 // of a request outergate does not read: its body is wrapped so that, when
 // reverse_proxy reads it to the end (and only then copies the trailers
@@ -41,6 +46,11 @@ func canonicalTrailers(t http.Header) http.Header {
 func scrubTrailers(r *http.Request, key string) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || (r.ContentLength > 0 && r.ProtoMajor < 2) {
 		return
+	}
+	if r.Trailer != nil {
+		// Declared names too: reverse_proxy announces them upstream in a
+		// Trailer header before the body is read.
+		stripHeader(r.Trailer, key)
 	}
 	r.Body = &trailerScrubber{ReadCloser: r.Body, r: r, key: key}
 }

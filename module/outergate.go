@@ -68,7 +68,10 @@ type Handler struct {
 
 	// Protect lists the path patterns (Caddy path matcher syntax) that need
 	// a valid Bearer token. A pattern ending in "/*" also covers the bare
-	// prefix. Default: ["/outer/device/*"].
+	// prefix, and the spellings legacy backends fold (";param",
+	// backslashes, NTFS streams, trailing dots and spaces) match too; every
+	// path pattern of the handler matches this way. Default:
+	// ["/outer/device/*"].
 	Protect []string `json:"protect,omitempty"`
 
 	// TokenTTL is the lifetime of an issued token; `expires_in` reports it
@@ -80,8 +83,9 @@ type Handler struct {
 	// "read"; every other method needs "write". Default: "read write groups".
 	Scope string `json:"scope,omitempty"`
 
-	// ScopeRules override, per path pattern, the scope a request to a
-	// protected path needs; the first rule whose pattern matches wins.
+	// ScopeRules override, per path pattern (matched like Protect), the
+	// scope a request to a protected path needs; the first rule whose
+	// pattern matches wins.
 	// Default: none (GET, HEAD and OPTIONS need "read", other methods
 	// "write").
 	ScopeRules []ScopeRule `json:"scope_rules,omitempty"`
@@ -139,9 +143,11 @@ type Handler struct {
 	// `throttle_client off`). Default: false.
 	ThrottleClientOff bool `json:"throttle_client_off,omitempty"`
 
-	// MaxTokensPerClient bounds the live tokens of one client: issuing one
-	// more evicts that client's oldest, so a client looping on the token
-	// endpoint cannot grow the store without bound. Default: 100.
+	// MaxTokensPerClient bounds the records a store keeps for one client,
+	// live tokens and revoked tombstones together: issuing one more evicts
+	// a tombstone first, else that client's oldest token, so that a client
+	// looping on the token endpoint (and on revocation) cannot grow the
+	// store without bound. Default: 100.
 	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
 
 	// AllowWebSocket lists the path patterns (Caddy path matcher syntax,

@@ -149,6 +149,8 @@ func TestUpgradesRefused(t *testing.T) {
 		{"Upgrade in odd case", devReq("GET", "/healthz", "connection", "UPGRADE", "upgrade", "WebSocket2")},
 		{"Connection: upgrade alone", devReq("GET", "/healthz", "Connection", "keep-alive, Upgrade")},
 		{"Upgrade alone", devReq("GET", "/healthz", "Upgrade", "websocket")},
+		{"CONNECT on a protected path with a token", devReq("CONNECT", info, "Authorization", "Bearer "+tok)},
+		{"CONNECT on an unprotected path", devReq("CONNECT", "/healthz")},
 		{"two protocols", rawRequest{method: "GET", target: "/outer/device/events/?deviceid=" + legacy.DeviceOnline,
 			headers: hdr("Authorization", "Bearer "+tok, "Connection", "Upgrade", "Upgrade", "websocket, h2c")}},
 	} {

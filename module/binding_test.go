@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // TestTokenBinding: handlers sharing one store accept each other's tokens
@@ -66,5 +67,38 @@ func TestTokenBinding(t *testing.T) {
 				t.Fatalf("issuing handler refused its own token (%v)", err)
 			}
 		})
+	}
+}
+
+// TestTokenBindingEndsWithItsSecret: removing the secret hash a token was
+// issued with ends the token; a token with no binding (issued before
+// bindings existed) is refused.
+func TestTokenBindingEndsWithItsSecret(t *testing.T) {
+	const id, oldSecret, newSecret = "rotating", "old-secret-00000001", "new-secret-00000002"
+	h1 := newTestHandler(t, func(h *Handler) {
+		h.Clients = append(h.Clients, Client{ID: id, SecretHashes: []string{sha256Hash(oldSecret), sha256Hash(newSecret)}})
+	})
+	oldTok := issueToken(t, h1, id, oldSecret, "")
+	newTok := issueToken(t, h1, id, newSecret, "")
+	// The reloaded config keeps only the new hash (same store).
+	h2 := newTestHandler(t, func(h *Handler) {
+		h.Clients = append(h.Clients, Client{ID: id, SecretHashes: []string{sha256Hash(newSecret)}})
+	})
+	unbound := "unbound-token-0000000000000000000000000001"
+	ms, _ := memoryStoreOf(h2)
+	rec := TokenRecord{ClientID: id, Scope: "read", IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().Add(time.Hour).UnixMilli()}
+	key := hashToken(unbound)
+	ms.tokens.cache.Set(string(key[:]), &rec, time.Hour)
+	for tok, want := range map[string]bool{oldTok: false, newTok: true, unbound: false} {
+		r, _ := newRequest("GET", deviceInfo, nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		next := &nextRecorder{}
+		rec := httptest.NewRecorder()
+		if err := h2.ServeHTTP(rec, r, next.handler()); err != nil {
+			t.Fatal(err)
+		}
+		if next.called != want {
+			t.Errorf("token %s forwarded = %v, want %v (%d %s)", hashToken(tok).Fingerprint(), next.called, want, rec.Code, rec.Body)
+		}
 	}
 }

@@ -191,6 +191,8 @@ func TestProtectedRequests(t *testing.T) {
 			contentType: jsonType, body: `{"DEVICEID":"d2"}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
 		{name: "JSON key with a dotless i folds onto deviceid", method: "PUT", target: "/outer/device/unbind/",
 			contentType: jsonType, body: `{"deviceid":"d1","devıceid":"d2"}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "form keys are not folded: DeviceID is another parameter", method: "PUT", target: "/outer/device/unbind/",
+			contentType: formType, body: "deviceid=d1&DeviceID=d2", token: tokApp, wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
 		{name: "JSON DeviceId alone is the parameter", method: "PUT", target: "/outer/device/unbind/",
 			contentType: jsonType, body: `{"DeviceId":"d1"}`, token: tokApp, wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
 		{name: "JSON Access_Token in the body", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",

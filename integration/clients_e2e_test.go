@@ -73,6 +73,8 @@ func TestManagedClientsAcrossInstances(t *testing.T) {
 	})
 
 	t.Run("rotate with grace: both secrets work, then only the new one", func(t *testing.T) {
+		before := a.issue(id, secret)
+		b.remember(before)
 		newSecret, obj := managedRotate(t, b, id, "3s", a)
 		until, err := time.Parse(time.RFC3339Nano, fmt.Sprint(obj["grace_until"]))
 		if err != nil {
@@ -99,6 +101,9 @@ func TestManagedClientsAcrossInstances(t *testing.T) {
 			}
 			if s, c := tokenStatus(g, id, newSecret); s != http.StatusOK {
 				t.Errorf("%s: new secret after the grace: %d %d, want 200", g.base, s, c)
+			}
+			if s, c := deviceStatus(g, before, false); s != http.StatusOK {
+				t.Errorf("%s: a token issued before the rotation, after the grace: %d %d, want 200 (it lives until it expires)", g.base, s, c)
 			}
 		}
 		secret = newSecret

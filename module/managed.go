@@ -100,13 +100,14 @@ func (v graceVerifier) verify(secret string) bool {
 
 // provisionManaged turns a stored managed client into a Client of this
 // handler: the same provisioning as a configured client (defaults from the
-// handler), plus the grace secrets and the creation time, before which no
-// token of this id is honoured (a token of a deleted client whose id was
-// created again).
+// handler), plus the grace secrets. Its tokens are bound (binding.go) to
+// the client's creation rather than to a secret: a rotation leaves them
+// valid until they expire, and a client created again under a deleted id
+// inherits none of them.
 func (h *Handler) provisionManaged(rec *managedClient) (*Client, error) {
 	c := rec.Client
 	c.SecretHashes = append([]string(nil), rec.SecretHashes...)
-	c.verifiers = nil
+	c.verifiers, c.bindings = nil, nil
 	if err := h.provisionClient(&c, caddy.NewReplacer()); err != nil {
 		return nil, err
 	}
@@ -117,8 +118,11 @@ func (h *Handler) provisionManaged(rec *managedClient) (*Client, error) {
 		}
 		c.verifiers = append(c.verifiers, graceVerifier{v, g.Until})
 	}
-	c.notBefore = rec.CreatedAt.UnixMilli()
-	c.managed = true
+	binding := tokenBinding(h.Issuer, c.ID, "managed client created "+rec.CreatedAt.UTC().Format(time.RFC3339Nano))
+	c.bindings = make([]string, len(c.verifiers))
+	for i := range c.bindings {
+		c.bindings[i] = binding
+	}
 	return &c, nil
 }
 

@@ -245,17 +245,17 @@ func TestManagedClientsInProcess(t *testing.T) {
 	if status, obj = call("POST", clientsPath+"/acme/rotate", ``); status != http.StatusOK {
 		t.Fatalf("rotate: %d %v", status, obj)
 	}
-	if _, ok := h.auth.verify("acme", secret); ok {
+	if _, _, ok := h.auth.verify("acme", secret); ok {
 		t.Error("the old secret works after a rotation without grace")
 	}
 	rotated := obj["client_secret"].(string)
-	if _, ok := h.auth.verify("acme", rotated); !ok {
+	if _, _, ok := h.auth.verify("acme", rotated); !ok {
 		t.Error("the new secret does not work")
 	}
 	if status, obj = call("DELETE", clientsPath+"/acme", ``); status != http.StatusOK || obj["revoked"] != float64(1) {
 		t.Fatalf("delete: %d %v", status, obj)
 	}
-	if _, ok := h.auth.verify("acme", rotated); ok || h.managed.get("acme") != nil {
+	if _, _, ok := h.auth.verify("acme", rotated); ok || h.managed.get("acme") != nil {
 		t.Error("a deleted client still authenticates")
 	}
 }
@@ -314,7 +314,7 @@ func TestManagedViewConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if c, ok := h.auth.verify("busy", "s"); !ok || c.currentScope("read write") == "" {
+				if c, _, ok := h.auth.verify("busy", "s"); !ok || c.currentScope("read write") == "" {
 					t.Error("a client being changed failed to authenticate")
 					return
 				}

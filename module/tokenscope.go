@@ -26,10 +26,3 @@ func (c *Client) currentScope(tokenScope string) string {
 	}
 	return strings.Join(kept, " ")
 }
-
-// honours reports whether a token record still belongs to c: a token
-// issued before c was created (an earlier client of the same id, deleted
-// since) does not.
-func (c *Client) honours(rec *TokenRecord) bool {
-	return rec.IssuedAt >= c.notBefore
-}

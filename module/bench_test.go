@@ -347,7 +347,8 @@ func benchManagedValidate(b *testing.B, h *Handler, n, presented int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rec := TokenRecord{ClientID: fmt.Sprintf("managed-%05d", i%presented*(n/presented)), Scope: h.Scope,
+		id := fmt.Sprintf("managed-%05d", i%presented*(n/presented))
+		rec := TokenRecord{ClientID: id, Scope: h.Scope, Binding: h.managed.get(id).bindings[0],
 			IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().Add(time.Hour).UnixMilli()}
 		if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
 			b.Fatal(err)

@@ -463,3 +463,33 @@ func TestManagedClientsCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestConfiguredClientWinsOverManaged reloads with a Caddyfile client
+// whose id a managed client already holds: the configured one wins (its
+// secret works, the managed one's does not, the listing says "config"),
+// and once the config drops it the managed client is back.
+func TestConfiguredClientWinsOverManaged(t *testing.T) {
+	g := startGateway(t, gatewayConfig{})
+	managed := managedCreate(t, g, `{"id":"late"}`)
+	const configured = "configured-secret-for-late-0005"
+	g.mu.Lock()
+	g.secrets = append(g.secrets, configured)
+	g.mu.Unlock()
+	g.reload(gatewayConfig{Extra: "\t\tclient late " + sha256Hash(configured)})
+	if s, c := tokenStatus(g, "late", configured); s != http.StatusOK {
+		t.Errorf("the configured secret: %d %d, want 200", s, c)
+	}
+	if s, c := tokenStatus(g, "late", managed); s != http.StatusUnauthorized || c != 23020 {
+		t.Errorf("the managed secret while the id is configured: %d %d, want 401 23020", s, c)
+	}
+	if s, obj, raw := managedAdmin(t, g, http.MethodGet, "/outergate/clients/late", ""); s != http.StatusOK || obj["source"] != "config" {
+		t.Errorf("GET late: %d %s, want source config", s, raw)
+	}
+	if s, _, raw := managedAdmin(t, g, http.MethodDelete, "/outergate/clients/late", ""); s != http.StatusConflict {
+		t.Errorf("DELETE late while configured: %d %s, want 409", s, raw)
+	}
+	g.reload(gatewayConfig{})
+	if s, c := tokenStatus(g, "late", managed); s != http.StatusOK {
+		t.Errorf("the managed secret once the config drops the id: %d %d, want 200", s, c)
+	}
+}

@@ -174,6 +174,9 @@ func TestManagedClientsRemoteAdmin(t *testing.T) {
 		t.Errorf("a token of the client created remotely: %d", resp.StatusCode)
 	}
 
+	if s, b, err := call(remote(&operator), http.MethodGet, "/outergate/clients/acme-remote", ""); err != nil || s != http.StatusOK {
+		t.Errorf("a sub-path of an allowed path: %d %s %v, want 200", s, b, err)
+	}
 	for _, tc := range []struct {
 		name, method, path string
 	}{

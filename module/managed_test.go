@@ -333,3 +333,33 @@ func TestManagedViewConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestRotationKeepsFourGraceSecrets rotates with a grace period six times:
+// the new secret and the last four rotated-out ones work, older ones not.
+func TestRotationKeepsFourGraceSecrets(t *testing.T) {
+	h := newTestHandler(t, nil)
+	a := new(AdminAPI)
+	post := func(path, body string) map[string]any {
+		t.Helper()
+		r, _ := newRequest(http.MethodPost, path, strings.NewReader(body))
+		w := newRecorder()
+		handle := a.handleClient
+		if path == clientsPath {
+			handle = a.handleClients
+		}
+		if err := handle(w, r); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return decodeObject(w.Body.Bytes())
+	}
+	secrets := []string{post(clientsPath, `{"id":"rot"}`)["client_secret"].(string)}
+	for range 6 {
+		secrets = append(secrets, post(clientsPath+"/rot/rotate", `{"grace":"1h"}`)["client_secret"].(string))
+	}
+	for i, s := range secrets {
+		_, _, ok := h.auth.verify("rot", s)
+		if want := i >= len(secrets)-1-maxGraceHashes; ok != want {
+			t.Errorf("secret %d of %d: authenticates %v, want %v", i, len(secrets), ok, want)
+		}
+	}
+}

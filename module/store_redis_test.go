@@ -22,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // ---------------------------------------------------------------------------
@@ -58,7 +58,7 @@ func redisTestProvisionNoCleanup(t *testing.T, cfg RedisStore) *RedisStore {
 // redisTestInstance provisions "instance n" on rd: instances differ only in
 // DialTimeout (500ms + n ms), which gives each its own pooled connection,
 // cache and subscription, as separate gateway processes would have.
-func redisTestInstance(t *testing.T, rd *harness.Redis, n int, cacheTTL time.Duration) *RedisStore {
+func redisTestInstance(t *testing.T, rd *redistest.Server, n int, cacheTTL time.Duration) *RedisStore {
 	t.Helper()
 	return redisTestProvision(t, RedisStore{
 		URL:         rd.URL(),
@@ -69,7 +69,7 @@ func redisTestInstance(t *testing.T, rd *harness.Redis, n int, cacheTTL time.Dur
 
 // redisTestInspector is a plain go-redis client to look at what the store
 // wrote.
-func redisTestInspector(t *testing.T, rd *harness.Redis) *redis.Client {
+func redisTestInspector(t *testing.T, rd *redistest.Server) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: rd.Addr(), DisableIdentity: true, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })
@@ -174,7 +174,7 @@ func redisTestCmdIs(cmd redis.Cmder, name, key string) bool {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreSaveLoad(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	ctx := context.Background()
 
@@ -349,7 +349,7 @@ func TestRedisStoreSaveLoad(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreRevocationCounts(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	s := redisTestInstance(t, rd, 0, 0)
 	ctx := context.Background()
@@ -462,7 +462,7 @@ func TestRedisStoreRevocationCounts(t *testing.T) {
 // hook issues the token (on another instance) between RevokeClient's read
 // of the index and its deletion of the index.
 func TestRedisStoreRevokeClientKeepsConcurrentTokenIndexed(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
@@ -527,7 +527,7 @@ func TestRedisStoreRevocationReachesOtherInstances(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, tc.cacheTTL)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			if a.conn == b.conn {
@@ -613,7 +613,7 @@ func TestRedisStoreCacheNeverOutlivesToken(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, -1)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			redisTestWaitListening(t, b.conn)
@@ -667,7 +667,7 @@ func TestRedisStoreCacheNeverOutlivesToken(t *testing.T) {
 // The hook runs its action after the GET of the token, i.e. between the
 // Redis read and the cache insert.
 func TestRedisStoreLoadCacheGuard(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	other := redisTestInstance(t, rd, 1, 0)
 	cfg := RedisStore{URL: rd.URL(), DialTimeout: caddy.Duration(DefaultRedisDialTimeout), Timeout: caddy.Duration(DefaultRedisTimeout)}
@@ -803,21 +803,21 @@ func TestRedisStoreLoadCacheGuard(t *testing.T) {
 func TestRedisStoreFailsClosedAndRecovers(t *testing.T) {
 	cases := []struct {
 		name     string
-		down, up func(rd *harness.Redis)
+		down, up func(rd *redistest.Server)
 		dataKept bool
 	}{
 		{
 			name: "hung redis (SIGSTOP) fails within 3s, recovers on SIGCONT",
-			down: (*harness.Redis).Pause, up: (*harness.Redis).Resume, dataKept: true,
+			down: (*redistest.Server).Pause, up: (*redistest.Server).Resume, dataKept: true,
 		},
 		{
 			name: "stopped redis fails within 3s, recovers when restarted",
-			down: (*harness.Redis).Stop, up: (*harness.Redis).Start, dataKept: false,
+			down: (*redistest.Server).Stop, up: (*redistest.Server).Start, dataKept: false,
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			s := redisTestInstance(t, rd, 0, 0)
 			conn := s.conn
 			redisTestWaitListening(t, s.conn)
@@ -926,7 +926,7 @@ func TestRedisStoreRestartedEmptyForgetsCachedTokens(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, 0)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			redisTestWaitListening(t, b.conn)
@@ -985,7 +985,7 @@ func TestRedisStoreRestartedEmptyForgetsCachedTokens(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreFailures(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
@@ -1058,7 +1058,7 @@ func TestRedisStoreFailures(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStorePoolSurvivesReload(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	ctx := context.Background()
 	cfg := RedisStore{URL: rd.URL()}
 
@@ -1394,7 +1394,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 	})
 
 	t.Run("provision expands the password placeholder", func(t *testing.T) {
-		rd := harness.StartRedis(t)
+		rd := redistest.Start(t)
 		const secret = "env-s3cret"
 		t.Setenv("REDIS_PASSWORD", secret)
 		var s RedisStore

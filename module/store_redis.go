@@ -39,9 +39,24 @@ var redisPool = caddy.NewUsagePool()
 // RedisStore is the shared token store (module outergate.stores.redis) for
 // running several gateway instances: tokens, per-client indexes and failure
 // counters live in Redis (a single server, Sentinel or Cluster, through
-// go-redis's UniversalClient). Keys hold only SHA-256(token) and expire with
-// the token. Each instance keeps a short cache of positive validations,
-// invalidated through Redis pub/sub on revocation.
+// go-redis). Keys hold only SHA-256(token) and expire with the token. Each
+// instance keeps a short cache of positive validations, invalidated
+// through Redis pub/sub on revocation.
+//
+// Key layout: a token is outergate:t:<sha256 hex> (found from the token
+// alone), a client's index of its tokens outergate:c:<client id>. On a
+// Cluster these hash to different slots, spreading tokens over every
+// master; there is no cross-slot transaction, so issuance writes the
+// index first and the token second, each acknowledged (WAIT) before the
+// next, and answers only after both: a crash in between leaves an index
+// entry without a token, never a live token that revoke-all cannot find
+// (see save).
+//
+// Topology changes: the Cluster client reloads its slot map every second
+// and at once on any network error; with Sentinel the invalidation
+// subscription follows +switch-master, and writes are refused (503) while
+// a failover is announced, so none is acknowledged by a master about to be
+// demoted.
 //
 // When Redis does not answer within Timeout, outergate fails closed: token
 // requests and tokens not in the local cache get 503 + 23090. It recovers
@@ -87,6 +102,17 @@ type RedisStore struct {
 	// a negative value disables the cache. Default: 1s.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
+	// Replicas is how many replicas must acknowledge each write (a token,
+	// a revocation) before it is answered, with Redis WAIT: a token
+	// answered 200 then survives the master's loss and a failover. When
+	// fewer acknowledge within 40% of Timeout the request gets 503 + 23090.
+	// A write waits for no more replicas than the topology has healthy at
+	// the time (a Cluster master whose replica was promoted has none), so
+	// losing replicas costs the guarantee, not availability. 0 uses the
+	// default, a negative value turns WAIT off. Default: 1 with Sentinel or
+	// Cluster, none with a single server.
+	Replicas int `json:"replicas,omitempty"`
+
 	conn   *redisConn
 	key    string
 	logger *zap.Logger
@@ -128,9 +154,12 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.Replicas == 0 {
+		s.Replicas = defaultReplicas(modeOf(opts))
+	}
 	s.key = s.identity(opts)
 	val, _, err := redisPool.LoadOrNew(s.key, func() (caddy.Destructor, error) {
-		return newRedisConn(opts, s.KeyPrefix, time.Duration(s.Timeout), time.Duration(s.CacheTTL), s.logger), nil
+		return newRedisConnReplicas(opts, s.KeyPrefix, time.Duration(s.Timeout), time.Duration(s.CacheTTL), s.Replicas, s.logger), nil
 	})
 	if err != nil {
 		return err
@@ -190,8 +219,8 @@ func (s *RedisStore) options() (*redis.UniversalOptions, error) {
 // the password only as a hash.
 func (s *RedisStore) identity(o *redis.UniversalOptions) string {
 	pw := sha256.Sum256([]byte(o.Password))
-	return fmt.Sprintf("redis|%s|%s|%s|%x|%d|%t|%s|%d|%d|%d", strings.Join(o.Addrs, ","), o.MasterName,
-		o.Username, pw[:8], o.DB, o.TLSConfig != nil, s.KeyPrefix, s.DialTimeout, s.Timeout, s.CacheTTL)
+	return fmt.Sprintf("redis|%s|%s|%s|%x|%d|%t|%s|%d|%d|%d|%d", strings.Join(o.Addrs, ","), o.MasterName,
+		o.Username, pw[:8], o.DB, o.TLSConfig != nil, s.KeyPrefix, s.DialTimeout, s.Timeout, s.CacheTTL, s.Replicas)
 }
 
 // Cleanup releases this config's hold on the connection.

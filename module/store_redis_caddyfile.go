@@ -20,6 +20,7 @@ import (
 //	    dial_timeout <duration>
 //	    timeout      <duration>
 //	    cache_ttl    <duration>
+//	    replicas     <n>|off
 //	}]
 func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // store module name
@@ -63,6 +64,20 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("db: bad number %q", v)
 			}
 			s.DB = n
+		case "replicas":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			if v == "off" || v == "0" {
+				s.Replicas = -1
+				break
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("replicas: want a number or off, got %q", v)
+			}
+			s.Replicas = n
 		case "tls":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -3,7 +3,10 @@ package outergate
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,15 +16,66 @@ import (
 	"go.uber.org/zap"
 )
 
+// redisMode is the Redis topology a store talks to.
+type redisMode int
+
+const (
+	redisSingle redisMode = iota
+	redisSentinel
+	redisCluster
+)
+
+func (m redisMode) String() string {
+	return [...]string{"single", "sentinel", "cluster"}[m]
+}
+
+// modeOf tells the topology from the options the way go-redis's
+// NewUniversalClient does: a master name means Sentinel, several addresses
+// a Cluster.
+func modeOf(o *redis.UniversalOptions) redisMode {
+	switch {
+	case o.MasterName != "":
+		return redisSentinel
+	case len(o.Addrs) > 1 || o.IsClusterMode:
+		return redisCluster
+	default:
+		return redisSingle
+	}
+}
+
+// defaultReplicas is the WAIT count where the config leaves it unset: one
+// replica where the topology has replicas (Sentinel, Cluster), none on a
+// single server.
+func defaultReplicas(m redisMode) int {
+	if m == redisSingle {
+		return 0
+	}
+	return 1
+}
+
 // redisConn is the pooled part of a RedisStore: the client, the local
-// validation cache and the pub/sub listener that invalidates it.
+// validation cache and the pub/sub listener that invalidates it, and what
+// follows the topology (the Sentinel watcher, the replica counts).
 type redisConn struct {
 	client   redis.UniversalClient
+	cluster  *redis.ClusterClient // set in Cluster mode
+	mode     redisMode
+	opts     *redis.UniversalOptions
 	prefix   string
 	timeout  time.Duration
 	cacheTTL time.Duration
 	logger   *zap.Logger
 	channel  string
+
+	// replicas is how many replicas must acknowledge a write (WAIT), at
+	// most as many as the topology currently has; 0: no WAIT.
+	replicas int
+	// topo maps a master's address ("" outside Cluster mode) to how many
+	// healthy replicas it has, as last seen; nil until first seen.
+	topo atomic.Pointer[map[string]int]
+
+	// sentinel follows the Sentinels' announcements (Sentinel mode only).
+	sentinel *sentinelWatch
 
 	cache *cache.Cache // string(TokenHash) -> *TokenRecord
 	// gen changes on every invalidation; a Load only caches what it read
@@ -34,24 +88,60 @@ type redisConn struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	wg     sync.WaitGroup // background goroutines other than listen
 	once   sync.Once
 
 	psMu sync.Mutex
 	ps   *redis.PubSub // the live subscription, closed by Destruct to unblock it
 }
 
+// newRedisConn connects with the default replica count of the topology.
 func newRedisConn(opts *redis.UniversalOptions, prefix string, timeout, cacheTTL time.Duration, logger *zap.Logger) *redisConn {
+	return newRedisConnReplicas(opts, prefix, timeout, cacheTTL, defaultReplicas(modeOf(opts)), logger)
+}
+
+// newRedisConnReplicas builds the client for the topology (a Cluster
+// client that reloads its slot map every second and on every network
+// error, a Sentinel client whose invalidation subscription and writes
+// follow the Sentinels), and starts the background work.
+func newRedisConnReplicas(opts *redis.UniversalOptions, prefix string, timeout, cacheTTL time.Duration, replicas int, logger *zap.Logger) *redisConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &redisConn{
-		client:   redis.NewUniversalClient(opts),
+		mode:     modeOf(opts),
+		opts:     opts,
 		prefix:   prefix,
 		timeout:  timeout,
 		cacheTTL: cacheTTL,
+		replicas: max(replicas, 0),
 		logger:   logger,
 		channel:  prefix + "revoked",
 		cache:    cache.New(cacheTTL, time.Minute),
 		cancel:   cancel,
 		done:     make(chan struct{}),
+	}
+	switch c.mode {
+	case redisCluster:
+		co := opts.Cluster()
+		// go-redis reloads the slot map on MOVED/ASK/READONLY and by
+		// default every 60 s; a dead master only makes dials fail, so
+		// reload often (and on errors, see fail) to find its promoted
+		// replica within a second or two.
+		co.ClusterStateReloadInterval = time.Second
+		c.cluster = redis.NewClusterClient(co)
+		c.client = c.cluster
+	case redisSentinel:
+		c.client = redis.NewFailoverClient(opts.Failover())
+		c.sentinel = newSentinelWatch(opts, logger)
+		c.sentinel.onSwitch = c.resubscribe
+		c.sentinel.onUp = c.flushCache
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.sentinel.run(ctx) }()
+	default:
+		c.client = redis.NewClient(opts.Simple())
+	}
+	if c.replicas > 0 {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.watchReplicas(ctx) }()
 	}
 	if cacheTTL > 0 {
 		go c.listen(ctx)
@@ -73,6 +163,10 @@ func (c *redisConn) Destruct() error {
 		}
 		c.psMu.Unlock()
 		<-c.done
+		if c.sentinel != nil {
+			c.sentinel.close()
+		}
+		c.wg.Wait()
 		err = c.client.Close()
 	})
 	return err
@@ -98,4 +192,111 @@ func (c *redisConn) op(ctx context.Context) (context.Context, context.CancelFunc
 // unavailable wraps a Redis failure as ErrStoreUnavailable.
 func unavailable(what string, err error) error {
 	return fmt.Errorf("%w: redis %s: %v", ErrStoreUnavailable, what, err)
+}
+
+// fail is unavailable, and in Cluster mode also asks go-redis to reload
+// the slot map after anything but a plain reply error: a master that died
+// shows up as dial errors only, which go-redis does not take as a reason
+// to reload.
+func (c *redisConn) fail(what string, err error) error {
+	if c.cluster != nil && topologyError(err) {
+		c.cluster.ReloadState(context.Background())
+	}
+	return unavailable(what, err)
+}
+
+// topologyError reports whether err may come from a node that died or
+// from a slot map that is out of date, rather than from the command.
+func topologyError(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	msg := err.Error()
+	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN", "EOF", "connection", "broken pipe"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// watchReplicas keeps topo up to date twice a second: per Cluster master
+// the replicas CLUSTER SLOTS lists (failed ones are left out), for
+// Sentinel the replicas the Sentinels see up and in sync with the current
+// master, for a single server its connected replicas.
+func (c *redisConn) watchReplicas(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if m, ok := c.readReplicas(ctx); ok {
+			c.topo.Store(&m)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *redisConn) readReplicas(ctx context.Context) (map[string]int, bool) {
+	ctx, cancel := c.op(ctx)
+	defer cancel()
+	switch c.mode {
+	case redisCluster:
+		slots, err := c.cluster.ClusterSlots(ctx).Result()
+		if err != nil {
+			return nil, false
+		}
+		m := make(map[string]int)
+		for _, s := range slots {
+			if len(s.Nodes) > 0 {
+				m[s.Nodes[0].Addr] = len(s.Nodes) - 1
+			}
+		}
+		return m, true
+	case redisSentinel:
+		n, ok := c.sentinel.healthyReplicas(ctx)
+		return map[string]int{"": n}, ok
+	default:
+		info, err := c.client.Info(ctx, "replication").Result()
+		if err != nil {
+			return nil, false
+		}
+		n := 0
+		if v := infoValue(info, "connected_slaves"); v != "" {
+			_, _ = fmt.Sscan(v, &n)
+		}
+		return map[string]int{"": n}, true
+	}
+}
+
+// infoValue returns field's value in an INFO reply.
+func infoValue(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// replicasFor is how many replicas a write on the master at addr ("" off
+// Cluster) waits for: the configured count, or fewer if the topology has
+// fewer healthy replicas right now (a Cluster master whose only replica
+// was promoted has none).
+func (c *redisConn) replicasFor(addr string) int {
+	if c.replicas == 0 {
+		return 0
+	}
+	if m := c.topo.Load(); m != nil {
+		if n, ok := (*m)[addr]; ok {
+			return min(c.replicas, n)
+		}
+	}
+	return c.replicas
 }

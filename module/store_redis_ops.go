@@ -6,18 +6,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// save writes the client index entry and the token in one MULTI/EXEC
-// (per hash slot on a Cluster, where the index goes first: a crash between
-// the two leaves an index entry without a token, never a token that
-// revocation cannot find), then evicts the client's earliest issued tokens
-// beyond maxPerClient. The index is scored by issue time in microseconds;
-// members of expired tokens stay until they are the oldest and go first,
-// so the index never holds more than maxPerClient members.
+// save issues a token in ordered writes, each acknowledged by the
+// required replicas (WAIT) before the next:
+//
+//  1. the client index (ZADD, on the client's slot), which also names the
+//     client's oldest tokens beyond maxPerClient;
+//  2. the token (SET, on the token's own slot);
+//  3. the evicted tokens (DEL, on their slots), then their index entries.
+//
+// On a Cluster the index and the token live on different masters (the
+// token's key must be found from the token alone), so no transaction can
+// hold both; the order is what keeps revocation complete: every live token
+// is in its client's index before the token exists, and an evicted token
+// leaves the index only after it is gone. A crash or failure between the
+// steps leaves at most an index entry without a token (counted as nothing,
+// and evicted first when the client next reaches its cap) or an evicted
+// token not yet deleted but still indexed, so still revocable; the token
+// being issued is answered only after every step succeeded, so a token
+// nobody holds is the worst that is left behind. The index is scored by
+// issue time in microseconds.
 func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {
@@ -30,48 +43,66 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 	ctx, cancel := c.op(ctx)
 	defer cancel()
 	ck := c.clientKey(rec.ClientID)
+	tk := c.tokenKey(key)
 	member := hex.EncodeToString(key[:])
-	_, err = c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, ck, redis.Z{Score: float64(time.Now().UnixMicro()), Member: member})
-		// The index lives as long as its longest-lived token (Redis >= 7.0).
-		p.ExpireNX(ctx, ck, ttl+time.Second)
-		p.ExpireGT(ctx, ck, ttl+time.Second)
-		p.Set(ctx, c.tokenKey(key), val, ttl)
-		return nil
+	var victimsCmd *redis.Cmd
+	err = c.write(ctx, ck, func(p redis.Pipeliner) {
+		victimsCmd = indexScript.Eval(ctx, p, []string{ck},
+			time.Now().UnixMicro(), member, (ttl + time.Second).Milliseconds(), maxPerClient)
 	})
 	if err != nil {
-		return unavailable("save", err)
+		return c.fail("save index", err)
 	}
-	if maxPerClient <= 0 {
+	victims, err := victimsCmd.StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return c.fail("save index", err)
+	}
+	if err := c.write(ctx, tk, func(p redis.Pipeliner) { p.Set(ctx, tk, val, ttl) }); err != nil {
+		return c.fail("save", err)
+	}
+	if len(victims) == 0 {
 		return nil
 	}
-	victims, err := capScript.Run(ctx, c.client, []string{ck}, maxPerClient, member).StringSlice()
-	if err != nil {
-		return unavailable("cap", err)
+	keys := make([]string, len(victims))
+	for i, v := range victims {
+		keys[i] = c.prefix + "t:" + v
+	}
+	// Deleted, not tombstoned: a client looping on the token endpoint
+	// must not grow Redis with issuance rate × token_ttl.
+	if err := c.writeKeys(ctx, keys, func(p redis.Pipeliner, k string) { p.Del(ctx, k) }); err != nil {
+		return c.fail("cap", err)
+	}
+	args := make([]any, len(victims))
+	for i, v := range victims {
+		args[i] = v
+	}
+	if err := c.client.ZRem(ctx, ck, args...).Err(); err != nil {
+		return c.fail("cap", err)
 	}
 	for _, v := range victims {
-		// Deleted, not tombstoned: a client looping on the token endpoint
-		// must not grow Redis with issuance rate × token_ttl.
-		if err := c.client.Del(ctx, c.prefix+"t:"+v).Err(); err != nil {
-			return unavailable("cap", err)
-		}
 		c.publish(ctx, "t:"+v)
 	}
 	return nil
 }
 
-// capScript removes the oldest members of a client index beyond ARGV[1],
-// never ARGV[2] (the token being issued, which may share its millisecond
-// score with others), in one step, so that concurrent issuers never evict
-// more than needed.
-var capScript = redis.NewScript(`
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+// indexScript adds ARGV[2] to the client index KEYS[1] with score ARGV[1],
+// keeps the index alive as long as its longest-lived token (ARGV[3] ms),
+// and returns the oldest members beyond the cap ARGV[4] (never ARGV[2]
+// itself, which may share its score with others). It does not remove them:
+// save deletes their tokens first. Two concurrent issuers pick the same
+// oldest members, so neither evicts more than needed.
+var indexScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT')
+local cap = tonumber(ARGV[4])
+if cap <= 0 then return {} end
+local over = redis.call('ZCARD', KEYS[1]) - cap
 if over <= 0 then return {} end
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, over)) do
   if m ~= ARGV[2] and #out < over then out[#out + 1] = m end
 end
-redis.call('ZREM', KEYS[1], unpack(out))
 return out`)
 
 // countClient counts a client's live tokens: the members of its index
@@ -81,7 +112,7 @@ func (c *redisConn) countClient(ctx context.Context, clientID string) (int, erro
 	defer cancel()
 	members, err := c.client.ZRange(ctx, c.clientKey(clientID), 0, -1).Result()
 	if err != nil {
-		return 0, unavailable("count", err)
+		return 0, c.fail("count", err)
 	}
 	if len(members) == 0 {
 		return 0, nil
@@ -98,7 +129,7 @@ func (c *redisConn) countClient(ctx context.Context, clientID string) (int, erro
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, unavailable("count", err)
+		return 0, c.fail("count", err)
 	}
 	n := 0
 	now := time.Now()
@@ -114,7 +145,7 @@ func (c *redisConn) countClient(ctx context.Context, clientID string) (int, erro
 // load reads a token, from the local cache while the invalidation
 // subscription is live.
 func (c *redisConn) load(ctx context.Context, key TokenHash) (TokenRecord, bool, error) {
-	listening := c.cacheTTL > 0 && c.listening.Load()
+	listening := c.cacheLive()
 	if listening {
 		if v, ok := c.cache.Get(string(key[:])); ok {
 			return *v.(*TokenRecord), true, nil
@@ -127,7 +158,7 @@ func (c *redisConn) load(ctx context.Context, key TokenHash) (TokenRecord, bool,
 	if err != nil || !found {
 		return rec, found, err
 	}
-	if listening && c.listening.Load() && c.gen.Load() == gen {
+	if listening && c.cacheLive() && c.gen.Load() == gen {
 		ttl := min(c.cacheTTL, rec.ttl())
 		if ttl > 0 {
 			c.cache.Set(string(key[:]), &rec, ttl)
@@ -144,11 +175,11 @@ func (c *redisConn) read(ctx context.Context, key TokenHash) (TokenRecord, bool,
 		return TokenRecord{}, false, nil
 	}
 	if err != nil {
-		return TokenRecord{}, false, unavailable("load", err)
+		return TokenRecord{}, false, c.fail("load", err)
 	}
 	var rec TokenRecord
 	if err := json.Unmarshal(val, &rec); err != nil {
-		return TokenRecord{}, false, unavailable("load", fmt.Errorf("corrupt record: %w", err))
+		return TokenRecord{}, false, c.fail("load", fmt.Errorf("corrupt record: %w", err))
 	}
 	return rec, !rec.Revoked, nil
 }
@@ -165,14 +196,32 @@ rec['r'] = true
 redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 return 1`)
 
-// tombstone revokes one token by its hex hash; the index entry is removed
-// by the caller.
-func (c *redisConn) tombstone(ctx context.Context, member string) (bool, error) {
-	n, err := tombstoneScript.Run(ctx, c.client, []string{c.prefix + "t:" + member}).Int()
-	if err != nil {
-		return false, unavailable("revoke", err)
+// tombstones revokes tokens by their hex hashes, each on its master and
+// acknowledged by the required replicas, and returns how many were live;
+// index entries are removed by the caller.
+func (c *redisConn) tombstones(ctx context.Context, members []string) (int, error) {
+	keys := make([]string, len(members))
+	for i, m := range members {
+		keys[i] = c.prefix + "t:" + m
 	}
-	return n == 1, nil
+	var mu sync.Mutex
+	cmds := make([]*redis.Cmd, 0, len(keys))
+	err := c.writeKeys(ctx, keys, func(p redis.Pipeliner, k string) {
+		cmd := tombstoneScript.Eval(ctx, p, []string{k})
+		mu.Lock()
+		cmds = append(cmds, cmd)
+		mu.Unlock()
+	})
+	if err != nil {
+		return 0, c.fail("revoke", err)
+	}
+	n := 0
+	for _, cmd := range cmds {
+		if v, err := cmd.Int(); err == nil && v == 1 {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // revokeToken revokes one token and tells every instance.
@@ -184,7 +233,7 @@ func (c *redisConn) revokeToken(ctx context.Context, key TokenHash) (bool, error
 	if err != nil {
 		return false, err
 	}
-	live, err := c.tombstone(ctx, member)
+	live, err := c.tombstones(ctx, []string{member})
 	if err != nil {
 		return false, err
 	}
@@ -192,7 +241,7 @@ func (c *redisConn) revokeToken(ctx context.Context, key TokenHash) (bool, error
 		c.client.ZRem(ctx, c.clientKey(rec.ClientID), member)
 	}
 	c.publish(ctx, "t:"+member)
-	return live, nil
+	return live == 1, nil
 }
 
 // revokeClient revokes every live token of a client and tells every
@@ -203,17 +252,11 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 	ck := c.clientKey(clientID)
 	members, err := c.client.ZRange(ctx, ck, 0, -1).Result()
 	if err != nil {
-		return 0, unavailable("revoke", err)
+		return 0, c.fail("revoke", err)
 	}
-	n := 0
-	for _, m := range members {
-		live, err := c.tombstone(ctx, m)
-		if err != nil {
-			return n, err
-		}
-		if live {
-			n++
-		}
+	n, err := c.tombstones(ctx, members)
+	if err != nil {
+		return 0, err
 	}
 	if len(members) > 0 {
 		// Only the members read: a token saved meanwhile stays indexed.
@@ -248,7 +291,7 @@ func (c *redisConn) failures(ctx context.Context, key string) (int, time.Time, e
 		return 0, time.Time{}, nil
 	}
 	if err != nil {
-		return 0, time.Time{}, unavailable("failures", err)
+		return 0, time.Time{}, c.fail("failures", err)
 	}
 	n, err := get.Int()
 	if err != nil {
@@ -261,7 +304,7 @@ func (c *redisConn) addFailure(ctx context.Context, key string, window time.Dura
 	ctx, cancel := c.op(ctx)
 	defer cancel()
 	if err := failureScript.Run(ctx, c.client, []string{c.failureKey(key)}, window.Milliseconds()).Err(); err != nil {
-		return unavailable("add failure", err)
+		return c.fail("add failure", err)
 	}
 	return nil
 }

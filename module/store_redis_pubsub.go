@@ -67,7 +67,25 @@ func (c *redisConn) listenOnce(ctx context.Context) {
 		c.psMu.Unlock()
 		return
 	}
-	ps := c.client.Subscribe(ctx, c.channel)
+	var ps *redis.PubSub
+	if c.sentinel != nil {
+		// Subscribe on the master the Sentinels announced last, with a
+		// client of our own: go-redis's failover client would keep an
+		// open subscription on a demoted master.
+		addr := c.sentinel.masterAddr()
+		if addr == "" {
+			c.psMu.Unlock()
+			return
+		}
+		o := c.opts.Simple()
+		o.Addr = addr
+		o.MaxRetries = -1
+		sub := redis.NewClient(o)
+		defer sub.Close()
+		ps = sub.Subscribe(ctx, c.channel)
+	} else {
+		ps = c.client.Subscribe(ctx, c.channel)
+	}
 	c.ps = ps
 	c.psMu.Unlock()
 	defer ps.Close()
@@ -92,6 +110,9 @@ func (c *redisConn) listenOnce(ctx context.Context) {
 			if c.listening.Load() {
 				c.logger.Warn("redis invalidation subscription lost; local cache disabled until it is back", zap.Error(err))
 			}
+			if c.cluster != nil && topologyError(err) {
+				c.cluster.ReloadState(ctx)
+			}
 			return
 		}
 		pingPending = false
@@ -106,4 +127,29 @@ func (c *redisConn) listenOnce(ctx context.Context) {
 			c.invalidate(m.Payload)
 		}
 	}
+}
+
+// resubscribe drops the cache and the current subscription, so that the
+// listener subscribes again (on the new master, after a Sentinel switch).
+func (c *redisConn) resubscribe() {
+	c.stopListening()
+	c.psMu.Lock()
+	if c.ps != nil {
+		_ = c.ps.Close()
+	}
+	c.psMu.Unlock()
+}
+
+// cacheLive reports whether invalidations are known to arrive: the
+// subscription is up and, with Sentinel, a Sentinel is being watched, so
+// that a master switch (after which the subscription would sit on the old
+// master) cannot go unnoticed.
+func (c *redisConn) cacheLive() bool {
+	return c.cacheTTL > 0 && c.listening.Load() && (c.sentinel == nil || c.sentinel.known())
+}
+
+// flushCache forgets every cached validation.
+func (c *redisConn) flushCache() {
+	c.gen.Add(1)
+	c.cache.Flush()
 }

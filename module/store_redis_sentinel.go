@@ -1,0 +1,242 @@
+package outergate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// sentinelFenceMax bounds how long a failover announcement holds writes
+// back if its end is never announced (a lost message, an aborted attempt
+// whose abort was missed).
+const sentinelFenceMax = 10 * time.Second
+
+// sentinelWatch follows every Sentinel's announcements, for two things
+// go-redis's failover client does not do:
+//
+//   - The invalidation subscription follows the master: on +switch-master
+//     the store resubscribes on the new master (go-redis re-points its
+//     command pools but leaves an open pub/sub connection on the old one).
+//   - Writes are fenced during a failover: from +try-failover until
+//     +switch-master (or the failover's end or abort) writes are refused
+//     with 503, and a write that was in flight when a failover began is
+//     not acknowledged. Between a replica's promotion and the old master's
+//     demotion the old master still accepts writes, and its other replicas
+//     still acknowledge them to WAIT; all of them are discarded when the
+//     old master and those replicas resync from the new master.
+type sentinelWatch struct {
+	name   string
+	addrs  []string
+	opts   *redis.UniversalOptions
+	logger *zap.Logger
+
+	// master is the current master's host:port, as last announced.
+	master atomic.Pointer[string]
+	// fenceUntil is when the current failover fence lapses (Unix ns), 0
+	// when there is none.
+	fenceUntil atomic.Int64
+	// gen changes whenever a failover begins or the master switches.
+	gen atomic.Uint64
+	// live counts the Sentinel subscriptions that are up.
+	live atomic.Int32
+
+	// onSwitch runs after the master changed; onUp when a Sentinel
+	// subscription comes up.
+	onSwitch, onUp func()
+
+	mu      sync.Mutex
+	clients []*redis.SentinelClient
+}
+
+func newSentinelWatch(opts *redis.UniversalOptions, logger *zap.Logger) *sentinelWatch {
+	w := &sentinelWatch{name: opts.MasterName, addrs: opts.Addrs, opts: opts, logger: logger}
+	for _, addr := range opts.Addrs {
+		w.clients = append(w.clients, redis.NewSentinelClient(&redis.Options{
+			Addr:            addr,
+			Username:        opts.SentinelUsername,
+			Password:        opts.SentinelPassword,
+			TLSConfig:       opts.TLSConfig,
+			DialTimeout:     opts.DialTimeout,
+			ReadTimeout:     opts.ReadTimeout,
+			WriteTimeout:    opts.WriteTimeout,
+			PoolTimeout:     opts.PoolTimeout,
+			MaxRetries:      -1,
+			DisableIdentity: true,
+		}))
+	}
+	return w
+}
+
+// run watches every Sentinel until ctx ends.
+func (w *sentinelWatch) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, cl := range w.clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.watch(ctx, cl) }()
+	}
+	wg.Wait()
+}
+
+// close closes the Sentinel connections, after run returned.
+func (w *sentinelWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, cl := range w.clients {
+		_ = cl.Close()
+	}
+	w.clients = nil
+}
+
+// fenced reports whether a failover is under way.
+func (w *sentinelWatch) fenced() bool {
+	return time.Now().UnixNano() < w.fenceUntil.Load()
+}
+
+// known reports whether at least one Sentinel subscription is up, so that
+// a failover would be seen.
+func (w *sentinelWatch) known() bool { return w.live.Load() > 0 }
+
+// masterAddr is the current master's address, "" until known.
+func (w *sentinelWatch) masterAddr() string {
+	if p := w.master.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// setMaster records addr as the master and reports whether it changed.
+func (w *sentinelWatch) setMaster(addr string) bool {
+	old := w.master.Swap(&addr)
+	return old == nil || *old != addr
+}
+
+// watch keeps one Sentinel subscription up.
+func (w *sentinelWatch) watch(ctx context.Context, cl *redis.SentinelClient) {
+	for ctx.Err() == nil {
+		w.watchOnce(ctx, cl)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (w *sentinelWatch) watchOnce(ctx context.Context, cl *redis.SentinelClient) {
+	ps := cl.PSubscribe(ctx, "+switch-master", "+try-failover", "+failover-end", "-failover-abort-*")
+	defer ps.Close()
+	up := false
+	defer func() {
+		if up {
+			w.live.Add(-1)
+		}
+	}()
+	timeout := max(w.opts.ReadTimeout*2, time.Second)
+	pingPending := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, timeout)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pingPending {
+				if ps.Ping(ctx) == nil {
+					pingPending = true
+					continue
+				}
+			}
+			return
+		}
+		pingPending = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "psubscribe" && !up && m.Count == 4 {
+				up = true
+				w.live.Add(1)
+				// Learn (or re-check) the master now that no switch can
+				// be missed on this Sentinel.
+				qctx, cancel := context.WithTimeout(ctx, timeout)
+				addr, err := cl.GetMasterAddrByName(qctx, w.name).Result()
+				cancel()
+				if err == nil && len(addr) == 2 && w.setMaster(net.JoinHostPort(addr[0], addr[1])) && w.onSwitch != nil {
+					w.gen.Add(1)
+					w.onSwitch()
+				} else if w.onUp != nil {
+					w.onUp()
+				}
+			}
+		case *redis.Message:
+			w.event(m.Channel, m.Payload)
+		}
+	}
+}
+
+// event handles one Sentinel announcement about our master.
+func (w *sentinelWatch) event(channel, payload string) {
+	f := strings.Fields(payload)
+	switch {
+	case channel == "+switch-master":
+		// <name> <old ip> <old port> <new ip> <new port>
+		if len(f) < 5 || f[0] != w.name {
+			return
+		}
+		changed := w.setMaster(net.JoinHostPort(f[3], f[4]))
+		w.gen.Add(1)
+		w.fenceUntil.Store(0)
+		w.logger.Info("redis sentinel switched master", zap.String("master_name", w.name), zap.String("master", net.JoinHostPort(f[3], f[4])))
+		if changed && w.onSwitch != nil {
+			w.onSwitch()
+		}
+	case channel == "+try-failover":
+		// master <name> <ip> <port>
+		if len(f) < 2 || f[1] != w.name {
+			return
+		}
+		w.gen.Add(1)
+		w.fenceUntil.Store(time.Now().Add(sentinelFenceMax).UnixNano())
+		w.logger.Info("redis sentinel failover begins; writes wait for the new master", zap.String("master_name", w.name))
+	default: // +failover-end, -failover-abort-*
+		if len(f) < 2 || f[1] != w.name {
+			return
+		}
+		w.fenceUntil.Store(0)
+	}
+}
+
+// healthyReplicas counts the replicas the first answering Sentinel sees up,
+// replicating the current master with their link up.
+func (w *sentinelWatch) healthyReplicas(ctx context.Context) (int, bool) {
+	master := w.masterAddr()
+	w.mu.Lock()
+	clients := append([]*redis.SentinelClient(nil), w.clients...)
+	w.mu.Unlock()
+	for _, cl := range clients {
+		reps, err := cl.Replicas(ctx, w.name).Result()
+		if err != nil {
+			continue
+		}
+		n := 0
+		for _, r := range reps {
+			flags := r["flags"]
+			if strings.Contains(flags, "down") || strings.Contains(flags, "disconnected") {
+				continue
+			}
+			if r["role-reported"] != "slave" || r["master-link-status"] != "ok" {
+				continue
+			}
+			if master != "" && net.JoinHostPort(r["master-host"], r["master-port"]) != master {
+				continue
+			}
+			n++
+		}
+		return n, true
+	}
+	return 0, false
+}

@@ -22,6 +22,8 @@ func TestRedisClusterE2E(t *testing.T) {
 	c := redistest.StartCluster(t)
 	store := "\t\tstore redis {\n\t\t\taddress " + strings.Join(c.Addrs(), " ") +
 		"\n\t\t\ttimeout 1s\n\t\t\tcache_ttl 30s\n\t\t}\n"
+	addrs := c.Addrs()
+	topoExample(t, "rediscluster.Caddyfile", []string{"REDIS_NODE_1=" + addrs[0], "REDIS_NODE_2=" + addrs[2], "REDIS_NODE_3=" + addrs[4]})
 	a, b := topoGateways(t, store)
 	toks := topoBasics(t, a, b)
 

@@ -19,6 +19,9 @@ func TestRedisSentinelE2E(t *testing.T) {
 	store := "\t\tstore redis {\n\t\t\taddress " + strings.Join(st.SentinelAddrs(), " ") +
 		"\n\t\t\tmaster_name " + redistest.SentinelMasterName +
 		"\n\t\t\ttimeout 1s\n\t\t\tcache_ttl 30s\n\t\t}\n"
+	sa := st.SentinelAddrs()
+	topoExample(t, "sentinel.Caddyfile", []string{"REDIS_SENTINEL_1=" + sa[0], "REDIS_SENTINEL_2=" + sa[1],
+		"REDIS_SENTINEL_3=" + sa[2], "REDIS_MASTER_NAME=" + redistest.SentinelMasterName})
 	a, b := topoGateways(t, store)
 	toks := topoBasics(t, a, b)
 

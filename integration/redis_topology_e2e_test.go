@@ -424,6 +424,20 @@ func topoFailover(t *testing.T, name string, a, b *gateway, before []string, tri
 	}
 	topoWantStatus(t, revokeMe, 401, time.Second, a, b)
 
+	// Right after the failover: a token cached on both (30 s cache) and
+	// revoked on one is refused on the other within 2 s, which needs the
+	// other's subscription to be on the new master (or its cache off).
+	for i, pair := range [][2]*gateway{{a, b}, {b, a}} {
+		tok := topoMustIssue(t, pair[0], 4)
+		for _, g := range pair {
+			expect(t, g.do(request{path: infoPath + legacy.DeviceOnline, header: bearer(tok)}), 200, 0, "Device info")
+		}
+		if n := opsAdminRevoke(t, pair[0].caddy, fmt.Sprintf(`{"token":%q}`, tok)); n != 1 {
+			t.Errorf("%s: revoke after the failover (%d): revoked %d, want 1", name, i, n)
+		}
+		topoWantStatus(t, tok, 401, topoRevokeBound, pair[1], pair[0])
+	}
+
 	mu.Lock()
 	for _, e := range errs {
 		t.Errorf("%s: %s", name, e)
@@ -450,4 +464,3 @@ func topoFailover(t *testing.T, name string, a, b *gateway, before []string, tri
 	t.Log(ev.String())
 	return ev
 }
-

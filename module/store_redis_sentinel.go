@@ -111,10 +111,11 @@ func (w *sentinelWatch) masterAddr() string {
 	return ""
 }
 
-// setMaster records addr as the master and reports whether it changed.
+// setMaster records addr as the master and reports whether it replaced
+// another one (learning the first master is no change).
 func (w *sentinelWatch) setMaster(addr string) bool {
 	old := w.master.Swap(&addr)
-	return old == nil || *old != addr
+	return old != nil && *old != addr
 }
 
 // watch keeps one Sentinel subscription up.

@@ -1261,6 +1261,7 @@ func TestRedisStoreOptions(t *testing.T) {
 			"key_prefix":   {URL: "redis://user:" + pw + "@host:6379/3", KeyPrefix: "x:"},
 			"cache_ttl":    {URL: "redis://user:" + pw + "@host:6379/3", CacheTTL: caddy.Duration(time.Minute)},
 			"tls":          {URL: "redis://user:" + pw + "@host:6379/3", TLS: true},
+			"replicas":     {URL: "redis://user:" + pw + "@host:6379/3", Replicas: 2},
 			"password url": {URL: "redis://user@host:6379/3", Password: "other-pw"},
 		} {
 			if id(other) == id(base) {
@@ -1319,6 +1320,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 				dial_timeout 250ms
 				timeout 2s
 				cache_ttl 500ms
+				replicas 2
 			}`,
 			want: RedisStore{
 				Addresses:   []string{"h1:6379", "h2:6379", "h3:6379"},
@@ -1331,8 +1333,14 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 				DialTimeout: caddy.Duration(250 * time.Millisecond),
 				Timeout:     caddy.Duration(2 * time.Second),
 				CacheTTL:    caddy.Duration(500 * time.Millisecond),
+				Replicas:    2,
 			},
 		},
+		{name: "replicas off", input: "redis {\n\treplicas off\n}", want: RedisStore{Replicas: -1}},
+		{name: "replicas 0 is off", input: "redis {\n\treplicas 0\n}", want: RedisStore{Replicas: -1}},
+		{name: "replicas negative", input: "redis {\n\treplicas -1\n}", wantErr: "replicas"},
+		{name: "replicas not a number", input: "redis {\n\treplicas all\n}", wantErr: "replicas"},
+		{name: "replicas without value", input: "redis {\n\treplicas\n}", wantErr: "wrong argument count"},
 		{
 			name:  "url with a block",
 			input: "redis rediss://h:6380/1 {\n\tcache_ttl -1s\n}",

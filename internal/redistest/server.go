@@ -282,3 +282,16 @@ func infoField(text, field string) string {
 	}
 	return ""
 }
+
+// StartReplica starts a redis-server replicating master on a free port,
+// waits until its link is up, and stops it at the end of the test.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := &Server{t: t, port: FreePort(t), dir: t.TempDir(), args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}}
+	r.Start()
+	t.Cleanup(r.Stop)
+	waitFor(t, 10*time.Second, "replica link up", func() bool {
+		return r.Info("replication", "master_link_status") == "up"
+	})
+	return r
+}

@@ -53,10 +53,13 @@ type sentinelWatch struct {
 
 	mu      sync.Mutex
 	clients []*redis.SentinelClient
+	subs    map[*redis.PubSub]struct{} // live subscriptions, closed by close
+	closed  bool
 }
 
 func newSentinelWatch(opts *redis.UniversalOptions, logger *zap.Logger) *sentinelWatch {
-	w := &sentinelWatch{name: opts.MasterName, addrs: opts.Addrs, opts: opts, logger: logger}
+	w := &sentinelWatch{name: opts.MasterName, addrs: opts.Addrs, opts: opts, logger: logger,
+		subs: make(map[*redis.PubSub]struct{})}
 	for _, addr := range opts.Addrs {
 		w.clients = append(w.clients, redis.NewSentinelClient(&redis.Options{
 			Addr:            addr,
@@ -84,14 +87,18 @@ func (w *sentinelWatch) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// close closes the Sentinel connections, after run returned.
+// close ends the subscriptions, which unblocks run once its context is
+// done, and closes the Sentinel clients.
 func (w *sentinelWatch) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
+	for ps := range w.subs {
+		_ = ps.Close()
+	}
 	for _, cl := range w.clients {
 		_ = cl.Close()
 	}
-	w.clients = nil
 }
 
 // fenced reports whether a failover is under way.
@@ -130,8 +137,20 @@ func (w *sentinelWatch) watch(ctx context.Context, cl *redis.SentinelClient) {
 }
 
 func (w *sentinelWatch) watchOnce(ctx context.Context, cl *redis.SentinelClient) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
 	ps := cl.PSubscribe(ctx, "+switch-master", "+try-failover", "+failover-end", "-failover-abort-*")
-	defer ps.Close()
+	w.subs[ps] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.subs, ps)
+		w.mu.Unlock()
+		_ = ps.Close()
+	}()
 	up := false
 	defer func() {
 		if up {
@@ -215,10 +234,7 @@ func (w *sentinelWatch) event(channel, payload string) {
 // replicating the current master with their link up.
 func (w *sentinelWatch) healthyReplicas(ctx context.Context) (int, bool) {
 	master := w.masterAddr()
-	w.mu.Lock()
-	clients := append([]*redis.SentinelClient(nil), w.clients...)
-	w.mu.Unlock()
-	for _, cl := range clients {
+	for _, cl := range w.clients {
 		reps, err := cl.Replicas(ctx, w.name).Result()
 		if err != nil {
 			continue

@@ -102,8 +102,9 @@ func newRedisConn(opts *redis.UniversalOptions, prefix string, timeout, cacheTTL
 
 // newRedisConnReplicas builds the client for the topology (a Cluster
 // client that reloads its slot map every second and on every network
-// error, a Sentinel client whose invalidation subscription and writes
-// follow the Sentinels), and starts the background work.
+// error; with Sentinel a client that dials the master every Sentinel
+// announced last, with a subscription and writes that follow it), and
+// starts the background work.
 func newRedisConnReplicas(opts *redis.UniversalOptions, prefix string, timeout, cacheTTL time.Duration, replicas int, logger *zap.Logger) *redisConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &redisConn{
@@ -130,8 +131,11 @@ func newRedisConnReplicas(opts *redis.UniversalOptions, prefix string, timeout, 
 		c.cluster = redis.NewClusterClient(co)
 		c.client = c.cluster
 	case redisSentinel:
-		c.client = redis.NewFailoverClient(opts.Failover())
 		c.sentinel = newSentinelWatch(opts, logger)
+		so := opts.Simple()
+		so.Addr = opts.MasterName // a label: the dialer finds the master
+		so.Dialer = c.sentinel.dial
+		c.client = redis.NewClient(so)
 		c.sentinel.onSwitch = c.resubscribe
 		c.sentinel.onUp = c.flushCache
 		c.wg.Add(1)

@@ -2,7 +2,9 @@ package outergate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -44,6 +46,9 @@ type sentinelWatch struct {
 	fenceUntil atomic.Int64
 	// gen changes whenever a failover begins or the master switches.
 	gen atomic.Uint64
+	// epoch changes when the master switches: connections dialed before
+	// refuse to carry anything more (see dial).
+	epoch atomic.Uint64
 	// live counts the Sentinel subscriptions that are up.
 	live atomic.Int32
 
@@ -122,7 +127,94 @@ func (w *sentinelWatch) masterAddr() string {
 // another one (learning the first master is no change).
 func (w *sentinelWatch) setMaster(addr string) bool {
 	old := w.master.Swap(&addr)
-	return old != nil && *old != addr
+	changed := old != nil && *old != addr
+	if changed {
+		w.epoch.Add(1)
+	}
+	return changed
+}
+
+// lookupMaster asks the Sentinels for the master, for the first dial
+// before any subscription is up.
+func (w *sentinelWatch) lookupMaster(ctx context.Context) (string, error) {
+	var last error = errors.New("no sentinel answered")
+	for _, cl := range w.clients {
+		addr, err := cl.GetMasterAddrByName(ctx, w.name).Result()
+		if err == nil && len(addr) == 2 {
+			a := net.JoinHostPort(addr[0], addr[1])
+			if w.master.CompareAndSwap(nil, &a) {
+				return a, nil
+			}
+			return w.masterAddr(), nil
+		}
+		if err != nil {
+			last = err
+		}
+	}
+	return "", fmt.Errorf("sentinel: master %q: %w", w.name, last)
+}
+
+// errStaleMaster is a connection to a master the Sentinels have since
+// replaced: it carries nothing more, so go-redis drops it and dials the
+// new master. It is a net.Error that is not a timeout, which go-redis
+// retries.
+var errStaleMaster net.Error = staleMasterError{}
+
+type staleMasterError struct{}
+
+func (staleMasterError) Error() string   { return "sentinel: connection to a replaced master" }
+func (staleMasterError) Timeout() bool   { return false }
+func (staleMasterError) Temporary() bool { return true }
+
+// dial is the data client's dialer: it connects to the master the
+// Sentinels announced last (go-redis's own failover client listens to one
+// Sentinel only and was seen to keep using a demoted master), and tags
+// the connection with the current epoch, so that a master switch retires
+// every connection to the old master at its next use.
+func (w *sentinelWatch) dial(ctx context.Context, network, _ string) (net.Conn, error) {
+	epoch := w.epoch.Load()
+	addr := w.masterAddr()
+	if addr == "" {
+		var err error
+		if addr, err = w.lookupMaster(ctx); err != nil {
+			return nil, err
+		}
+	}
+	d := net.Dialer{Timeout: w.opts.DialTimeout, KeepAlive: 5 * time.Minute}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if w.opts.TLSConfig != nil {
+		cfg := w.opts.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		conn = tls.Client(conn, cfg)
+	}
+	return &epochConn{Conn: conn, w: w, epoch: epoch}, nil
+}
+
+// epochConn is a connection that stops working once its master has been
+// replaced.
+type epochConn struct {
+	net.Conn
+	w     *sentinelWatch
+	epoch uint64
+}
+
+func (c *epochConn) Read(b []byte) (int, error) {
+	if c.w.epoch.Load() != c.epoch {
+		return 0, errStaleMaster
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *epochConn) Write(b []byte) (int, error) {
+	if c.w.epoch.Load() != c.epoch {
+		return 0, errStaleMaster
+	}
+	return c.Conn.Write(b)
 }
 
 // watch keeps one Sentinel subscription up.

@@ -117,13 +117,18 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) {
 }
 
 // WaitPromoted waits until r is a master and every running node sees the
-// cluster as ok, and returns when that was first seen.
+// cluster as ok, and returns when r was first seen as master (the
+// promotion).
 func (c *Cluster) WaitPromoted(r *Server, timeout time.Duration) time.Time {
 	c.t.Helper()
+	var promoted time.Time
 	waitFor(c.t, timeout, "replica "+r.Addr()+" promoted", func() bool {
-		return r.Info("replication", "role") == "master" && c.healthy()
+		if promoted.IsZero() && r.Info("replication", "role") == "master" {
+			promoted = time.Now()
+		}
+		return !promoted.IsZero() && c.healthy()
 	})
-	return time.Now()
+	return promoted
 }
 
 // Failover runs CLUSTER FAILOVER on replica r (the planned, coordinated

@@ -137,17 +137,25 @@ func (st *Sentinel) WaitHealthy(timeout time.Duration) *Server {
 	return m
 }
 
-// WaitNewMaster waits until every sentinel names a master other than old
-// and that node says it is a master, and returns it and when that was
-// first seen.
+// WaitNewMaster waits until a data node other than old says it is a
+// master and every sentinel names it, and returns it and when it was first
+// seen as master (the promotion).
 func (st *Sentinel) WaitNewMaster(old *Server, timeout time.Duration) (*Server, time.Time) {
 	st.t.Helper()
+	var promoted time.Time
 	var m *Server
 	waitFor(st.t, timeout, "sentinel promotion", func() bool {
+		if promoted.IsZero() {
+			for _, d := range st.Data {
+				if d != old && d.PID() != 0 && d.Info("replication", "role") == "master" {
+					promoted = time.Now()
+				}
+			}
+		}
 		m = st.Master()
-		return m != nil && m != old && m.Info("replication", "role") == "master"
+		return !promoted.IsZero() && m != nil && m != old && m.Info("replication", "role") == "master"
 	})
-	return m, time.Now()
+	return m, promoted
 }
 
 // Failover asks one sentinel for a planned switchover (SENTINEL FAILOVER).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outergate/outergate/integration/harness"
 	"github.com/outergate/outergate/integration/legacy"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // The demo client of the shipped Caddyfiles.
@@ -94,4 +95,11 @@ func topoExample(t *testing.T, name string, env []string) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%s: the token issued on the first instance is answered %d on the second", name, resp.StatusCode)
 	}
+}
+
+// TestRedisExampleSingle runs caddyfile/cluster.Caddyfile, the one-Redis
+// example, as shipped on two instances against a real redis-server.
+func TestRedisExampleSingle(t *testing.T) {
+	rd := redistest.Start(t)
+	topoExample(t, "cluster.Caddyfile", []string{"REDIS_ADDR=" + rd.Addr()})
 }

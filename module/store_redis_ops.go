@@ -31,6 +31,18 @@ import (
 // being issued is answered only after every step succeeded, so a token
 // nobody holds is the worst that is left behind. The index is scored by
 // issue time in microseconds.
+//
+// Toward one round trip per issuance: on one server or Sentinel every key
+// is on the master, so the steps can become one script. On a Cluster, one
+// script per slot group (the index and cap on the client's slot, the token
+// on its own), sent together, one pipeline per master: the order across
+// masters is then lost, which stays safe because the token is answered
+// only after both acknowledged, and a token key without its index entry is
+// one nobody was given. The deletes of evicted tokens are the remaining
+// step; they stay revocable meanwhile because they leave the index last.
+// To count revoked tokens against the cap, keep their members in the index
+// on revocation (the tombstone keeps the token's TTL, and the index lives
+// as long as its longest token): indexScript's ZCARD then counts them.
 func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
@@ -142,7 +143,15 @@ type redisTestHook struct {
 func (h *redisTestHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *redisTestHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if f := h.after.Load(); f != nil {
+			for _, cmd := range cmds {
+				(*f)(ctx, cmd)
+			}
+		}
+		return err
+	}
 }
 
 func (h *redisTestHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -476,7 +485,12 @@ func TestRedisStoreRevokeClientKeepsConcurrentTokenIndexed(t *testing.T) {
 	var once sync.Once
 	fired := false
 	hook.set(func(_ context.Context, cmd redis.Cmder) {
-		if cmd.Name() == "del" && strings.HasPrefix(cmd.Args()[1].(string), "outergate:t:") {
+		// A per-token write of RevokeClient: a DEL, or the tombstone
+		// script (EVAL <script> 1 <token key>).
+		args := cmd.Args()
+		perToken := cmd.Name() == "del" && strings.HasPrefix(fmt.Sprint(args[1]), "outergate:t:") ||
+			(cmd.Name() == "eval" || cmd.Name() == "evalsha") && len(args) > 3 && strings.HasPrefix(fmt.Sprint(args[3]), "outergate:t:")
+		if perToken {
 			once.Do(func() {
 				fired = true
 				if err := b.Save(ctx, k2, redisTestRecord(client, time.Hour), 0); err != nil {

@@ -103,3 +103,27 @@ func TestRedisExampleSingle(t *testing.T) {
 	rd := redistest.Start(t)
 	topoExample(t, "cluster.Caddyfile", []string{"REDIS_ADDR=" + rd.Addr()})
 }
+
+// TestRedisReplicasE2E shows `replicas` through the binary: with one
+// replica required, a token request answers 200 while the replica
+// acknowledges, 503 + 23090 within the fail-closed bound while it hangs
+// (the write is not acknowledged, so no token is handed out), and 200
+// again once it is back; a token issued before stays valid throughout.
+func TestRedisReplicasE2E(t *testing.T) {
+	m := redistest.Start(t)
+	r := redistest.StartReplica(t, m)
+	g := startGateway(t, gatewayConfig{Extra: "\t\tstore redis {\n\t\t\taddress " + m.Addr() + "\n\t\t\treplicas 1\n\t\t\tcache_ttl -1s\n\t\t}\n"})
+	device := func(tok string) request { return request{path: infoPath + legacy.DeviceOnline, header: bearer(tok)} }
+	tok := g.issue(appID, appSecret)
+	expect(t, g.do(device(tok)), 200, 0, "Device info")
+
+	r.Pause()
+	start := time.Now()
+	expect(t, g.do(tokenForm(cc(appID, appSecret))), 503, 23090, "")
+	if took := time.Since(start); took >= failClosedBound {
+		t.Errorf("token request with the replica hung took %s, want < %s", took, failClosedBound)
+	}
+	expect(t, g.do(device(tok)), 200, 0, "Device info")
+	r.Resume()
+	waitIssue(t, g)
+}

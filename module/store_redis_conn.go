@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,9 +230,10 @@ func topologyError(err error) bool {
 }
 
 // watchReplicas keeps topo up to date twice a second: per Cluster master
-// the replicas CLUSTER SLOTS lists (failed ones are left out), for
-// Sentinel the replicas the Sentinels see up and in sync with the current
-// master, for a single server its connected replicas.
+// the replicas CLUSTER SLOTS lists (failed ones are left out); with
+// Sentinel or a single server, the master's own count of replicas online
+// and acknowledging (the Sentinels' view lags: they refresh a replica's
+// state every 10 s, and mid-failover list the old master's replicas).
 func (c *redisConn) watchReplicas(ctx context.Context) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
@@ -263,30 +265,43 @@ func (c *redisConn) readReplicas(ctx context.Context) (map[string]int, bool) {
 			}
 		}
 		return m, true
-	case redisSentinel:
-		n, ok := c.sentinel.healthyReplicas(ctx)
-		return map[string]int{"": n}, ok
 	default:
 		info, err := c.client.Info(ctx, "replication").Result()
 		if err != nil {
 			return nil, false
 		}
-		n := 0
-		if v := infoValue(info, "connected_slaves"); v != "" {
-			_, _ = fmt.Sscan(v, &n)
-		}
-		return map[string]int{"": n}, true
+		return map[string]int{"": onlineReplicas(info)}, true
 	}
 }
 
-// infoValue returns field's value in an INFO reply.
-func infoValue(info, field string) string {
+// replicaLagMax is how long a replica may go without acknowledging the
+// master's stream and still count: a replica that hangs longer no longer
+// holds writes up.
+const replicaLagMax = 5
+
+// onlineReplicas counts, in a master's INFO replication, the replicas
+// that are online and acknowledged within replicaLagMax seconds
+// ("slave0:ip=...,port=...,state=online,offset=...,lag=0").
+func onlineReplicas(info string) int {
+	n := 0
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
+		line = strings.TrimSpace(line)
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(k, "slave") || k == "slave_read_repl_offset" {
+			continue
+		}
+		fields := map[string]string{}
+		for _, kv := range strings.Split(v, ",") {
+			if a, b, ok := strings.Cut(kv, "="); ok {
+				fields[a] = b
+			}
+		}
+		lag, err := strconv.Atoi(fields["lag"])
+		if fields["state"] == "online" && err == nil && lag <= replicaLagMax {
+			n++
 		}
 	}
-	return ""
+	return n
 }
 
 // replicasFor is how many replicas a write on the master at addr ("" off

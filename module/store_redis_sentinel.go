@@ -321,31 +321,3 @@ func (w *sentinelWatch) event(channel, payload string) {
 		w.fenceUntil.Store(0)
 	}
 }
-
-// healthyReplicas counts the replicas the first answering Sentinel sees up,
-// replicating the current master with their link up.
-func (w *sentinelWatch) healthyReplicas(ctx context.Context) (int, bool) {
-	master := w.masterAddr()
-	for _, cl := range w.clients {
-		reps, err := cl.Replicas(ctx, w.name).Result()
-		if err != nil {
-			continue
-		}
-		n := 0
-		for _, r := range reps {
-			flags := r["flags"]
-			if strings.Contains(flags, "down") || strings.Contains(flags, "disconnected") {
-				continue
-			}
-			if r["role-reported"] != "slave" || r["master-link-status"] != "ok" {
-				continue
-			}
-			if master != "" && net.JoinHostPort(r["master-host"], r["master-port"]) != master {
-				continue
-			}
-			n++
-		}
-		return n, true
-	}
-	return 0, false
-}

@@ -143,3 +143,27 @@ func TestRedisTopologyError(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlineReplicas counts the replicas a master's INFO replication shows
+// online and acknowledging.
+func TestOnlineReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		info string
+		want int
+	}{
+		{"# Replication\r\nrole:master\r\nconnected_slaves:0\r\n", 0},
+		{"# Replication\r\nrole:master\r\nconnected_slaves:2\r\n" +
+			"slave0:ip=127.0.0.1,port=7001,state=online,offset=1234,lag=0\r\n" +
+			"slave1:ip=127.0.0.1,port=7002,state=online,offset=1234,lag=1\r\n" +
+			"master_failover_state:no-failover\r\n", 2},
+		{"slave0:ip=127.0.0.1,port=7001,state=wait_bgsave,offset=0,lag=0\r\n" +
+			"slave1:ip=127.0.0.1,port=7002,state=online,offset=1234,lag=6\r\n", 0},
+		{"slave0:ip=127.0.0.1,port=7001,state=online,offset=1234,lag=5\r\n", 1},
+		{"role:slave\r\nslave_read_repl_offset:1234\r\nslave_repl_offset:1234\r\n", 0},
+		{"slave0:garbage\r\n", 0},
+	} {
+		if got := onlineReplicas(tc.info); got != tc.want {
+			t.Errorf("onlineReplicas(%q) = %d, want %d", tc.info, got, tc.want)
+		}
+	}
+}

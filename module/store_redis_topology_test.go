@@ -226,6 +226,40 @@ func TestRedisStoreCluster(t *testing.T) {
 		}
 	}
 	t.Logf("store works on both instances %s after the promotion", time.Since(promoted).Round(10*time.Millisecond))
+
+	// Losing a replica costs the guarantee, not availability: once the
+	// cluster has flagged the dead replica, its master acknowledges alone
+	// (CLUSTER SLOTS leaves failed nodes out), and writes on every master
+	// work again.
+	var victim *redistest.Server
+	for _, m := range c.Masters() {
+		if r := c.ReplicaOf(m); r != nil {
+			victim = r
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatal("no master with a replica left")
+	}
+	victim.Stop()
+	killed := time.Now()
+	for _, s := range []*RedisStore{a, b} {
+		deadline := killed.Add(redistest.ClusterNodeTimeout + 5*time.Second)
+		for i := 0; ; i++ {
+			err := redisTestAllThere(s, acked, clients[i%len(clients)])
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrStoreUnavailable) {
+				t.Fatalf("after a replica's loss: %v, want ErrStoreUnavailable or success", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("writes did not work again within cluster-node-timeout + 5 s of a replica's loss: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("store works on both instances %s after a replica's kill -9", time.Since(killed).Round(10*time.Millisecond))
 }
 
 // redisTestAllThere saves a token of client on every master (one per
@@ -348,6 +382,47 @@ func TestRedisStoreSentinel(t *testing.T) {
 	if _, found := redisTestMustLoad(t, b, key); found {
 		t.Error("B accepts the revoked token")
 	}
+
+	// After the switch, writes wait for a replica again: the new master
+	// counts the replica that follows it (the old master too, once
+	// demoted) within a few seconds.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if m := a.conn.topo.Load(); m != nil && (*m)[""] >= 1 && a.conn.replicasFor("") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replica counted within 10 s of the switchover: %v", *a.conn.topo.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Losing every replica costs the guarantee, not availability: once
+	// the master no longer counts them, it acknowledges alone.
+	for _, d := range st.Data {
+		if d != nm {
+			d.Stop()
+		}
+	}
+	killed := time.Now()
+	for _, s := range []*RedisStore{a, b} {
+		deadline := killed.Add(5 * time.Second)
+		for {
+			_, k := redisTestToken(t)
+			err := s.Save(ctx, k, redisTestRecord("alone", time.Hour), 0)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrStoreUnavailable) {
+				t.Fatalf("after the replicas' loss: %v", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("writes did not work again within 5 s of losing every replica: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("store works on both instances %s after both replicas' kill -9", time.Since(killed).Round(10*time.Millisecond))
 }
 
 // TestRedisStoreReplicasWait shows the replicas option on a master with

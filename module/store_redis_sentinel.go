@@ -33,9 +33,11 @@ const sentinelFenceMax = 10 * time.Second
 //     demotion the old master still accepts writes, and its other replicas
 //     still acknowledge them to WAIT; all of them are discarded when the
 //     old master and those replicas resync from the new master.
+//   - The data connections follow the master too (see dial): go-redis's
+//     failover client listens to a single Sentinel and was seen keeping
+//     an instance on the demoted master.
 type sentinelWatch struct {
 	name   string
-	addrs  []string
 	opts   *redis.UniversalOptions
 	logger *zap.Logger
 
@@ -63,7 +65,7 @@ type sentinelWatch struct {
 }
 
 func newSentinelWatch(opts *redis.UniversalOptions, logger *zap.Logger) *sentinelWatch {
-	w := &sentinelWatch{name: opts.MasterName, addrs: opts.Addrs, opts: opts, logger: logger,
+	w := &sentinelWatch{name: opts.MasterName, opts: opts, logger: logger,
 		subs: make(map[*redis.PubSub]struct{})}
 	for _, addr := range opts.Addrs {
 		w.clients = append(w.clients, redis.NewSentinelClient(&redis.Options{

@@ -31,7 +31,7 @@ type hostileCase struct {
 	// for byte.
 	upstreamBody string
 	// goReject: Go's HTTP server refuses the request with its own
-	// plain-text 400 before any handler runs (DESIGN.md: control characters
+	// plain-text 400 before any handler runs (docs/ARCHITECTURE.md, traps: control characters
 	// in header values and malformed requests cannot get an envelope).
 	goReject bool
 	// plain: an unprotected path; the upstream's own answer is expected

@@ -24,7 +24,7 @@ type malformed struct {
 	req  rawRequest
 	// goMay: the request is malformed at the HTTP level (a control
 	// character in a header, a bad request line), so Go's own plain-text
-	// 400 may answer it before any handler runs (DESIGN.md); every other
+	// 400 may answer it before any handler runs (docs/ARCHITECTURE.md, traps); every other
 	// answer must still be an envelope.
 	goMay bool
 	// badChunk: the body's chunked framing is broken.
@@ -343,6 +343,7 @@ func TestMalformedRequests(t *testing.T) {
 			t.Errorf("#%d %s: no complete HTTP response: %v", i, m.desc, err)
 			continue
 		}
+		g.checkRaw(t, m.req.bytes(g.hostPort()), r)
 		statuses[r.status]++
 		switch {
 		case r.status == 502 && r.code() == 23090 && m.badChunk:
@@ -393,6 +394,9 @@ func TestMalformedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, g.do(request{path: infoPath + legacy.DeviceOnline, header: bearer(data.AccessToken)}), 200, 0, "Device info")
+	// A random request may have unbound the device already; bind it again
+	// so the write below checks the gateway, not what the random run left.
+	g.backend.ResetDevices()
 	expect(t, g.do(request{method: "PUT", path: "/outer/device/unbind/?deviceid=" + legacy.DeviceOffline,
 		header: bearer(data.AccessToken)}), 200, 0, "unbind success")
 

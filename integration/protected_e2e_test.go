@@ -10,7 +10,7 @@ import (
 
 const infoPath = "/outer/device/info/?deviceid="
 
-// TestProtectedPaths checks DESIGN.md "Protected paths": token checks, their
+// TestProtectedPaths checks docs/API.md "Protected paths": token checks, their
 // order, parameters, and that nothing refused reaches the upstream.
 func TestProtectedPaths(t *testing.T) {
 	g := startGateway(t, gatewayConfig{})

@@ -18,7 +18,7 @@ func cc(id, secret string) url.Values {
 	return url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
 }
 
-// TestTokenEndpoint checks every rule of DESIGN.md "Token endpoint" through
+// TestTokenEndpoint checks every rule of docs/API.md "Token endpoints" through
 // the built binary.
 func TestTokenEndpoint(t *testing.T) {
 	g := startGateway(t, gatewayConfig{})

@@ -36,19 +36,10 @@ func registerLive(h *Handler) string {
 	return key
 }
 
-// storeKey names the shared state behind a store, so that handlers sharing
-// one store are asked once.
-func storeKey(s TokenStore) string {
-	if k, ok := s.(interface{ poolKey() string }); ok {
-		return k.poolKey()
-	}
-	return fmt.Sprintf("%p", s)
-}
-
 // liveStores returns the distinct stores of the live handlers, and for each
 // the client ids configured on it.
-func liveStores() (map[string]TokenStore, map[string][]string) {
-	stores := map[string]TokenStore{}
+func liveStores() (map[string]Store, map[string][]string) {
+	stores := map[string]Store{}
 	clients := map[string][]string{}
 	liveHandlers.Range(func(_, v any) bool {
 		h := v.(liveHandler).h
@@ -133,15 +124,15 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 			revoked++
 		}
 	}
-	metricRevocations.WithLabelValues("admin").Add(float64(revoked))
-	fields := []zap.Field{zap.String("via", "admin"), zap.Int("revoked", revoked), zap.String("remote_ip", remoteHost(r))}
+	countRevocations(viaAdmin, revoked)
+	fields := []zap.Field{zap.String("via", string(viaAdmin)), zap.Int("revoked", revoked), zap.String("remote_ip", remoteHost(r))}
 	if req.ClientID != "" {
 		fields = append(fields, zap.String("client_id", req.ClientID))
 	} else {
 		fields = append(fields, zap.String("token_fp", key.Fingerprint()))
 	}
-	caddy.Log().Named("http.handlers.outergate.audit").Info("tokens revoked", fields...)
-	return writeJSON(w, map[string]int{"revoked": revoked})
+	caddy.Log().Named(handlerModuleID+"."+auditLoggerName).Info("tokens revoked", fields...)
+	return writeJSON(w, http.StatusOK, map[string]int{"revoked": revoked})
 }
 
 // clientInfo is one entry of GET /outergate/clients.
@@ -180,7 +171,7 @@ func (a *AdminAPI) handleClients(w http.ResponseWriter, r *http.Request) error {
 		}
 		return 0
 	})
-	return writeJSON(w, map[string][]clientInfo{"clients": out})
+	return writeJSON(w, http.StatusOK, map[string][]clientInfo{"clients": out})
 }
 
 // remoteHost is the admin client's address without its port.
@@ -189,11 +180,6 @@ func remoteHost(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
-}
-
-func writeJSON(w http.ResponseWriter, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(v)
 }
 
 // Interface guards

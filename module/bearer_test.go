@@ -196,8 +196,8 @@ func TestRequiredScope(t *testing.T) {
 		{"get", "write"}, // methods are case-sensitive: an unknown method needs write
 	} {
 		t.Run(tc.method+" needs "+tc.want, func(t *testing.T) {
-			if got := requiredScope(tc.method); got != tc.want {
-				t.Fatalf("requiredScope(%q) = %q, want %q", tc.method, got, tc.want)
+			if got := methodScope(tc.method); got != tc.want {
+				t.Fatalf("methodScope(%q) = %q, want %q", tc.method, got, tc.want)
 			}
 		})
 	}

@@ -30,7 +30,7 @@ import (
 // benchDevicePath is the proxied request of integration/bench.
 const benchDevicePath = "/outer/device/info/?deviceid=e22cfa2e-9752-11e6-9baf-00163e120d98"
 
-// benchDeviceInfo is the upstream's 200 answer (spec/API.md).
+// benchDeviceInfo is the upstream's 200 answer (docs/API.md).
 var benchDeviceInfo = []byte(`{"meta":{"message":"Device info","code":0},"data":{"mac":"agxhl0012ab","online":true,"pname":"test","createtime":"2016-10-21T13:54:51.950","productid":"c33d3908-9752-11e6-9baf-00163e120d98"}}`)
 
 var (
@@ -55,15 +55,15 @@ func newBenchHandler(b *testing.B, store string) *Handler {
 	// releases its pooled token cache.
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	b.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.AddSync(io.Discard), zap.InfoLevel))
+	if err := h.provision(ctx, logger); err != nil {
 		b.Fatalf("Provision: %v", err)
 	}
+	b.Cleanup(func() { _ = h.Cleanup() })
 	if err := h.Validate(); err != nil {
 		b.Fatalf("Validate: %v", err)
 	}
-	h.logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
-		zapcore.AddSync(io.Discard), zap.InfoLevel))
-	h.audit = h.logger.Named("audit")
 	return h
 }
 
@@ -127,9 +127,9 @@ func BenchmarkBearerValidation(b *testing.B) {
 			auth := make([][]string, 0, c.presented)
 			now := time.Now()
 			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
-				ExpiresAt: now.Add(time.Hour).UnixMilli()}
+				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
 			for i := range c.live {
-				tok, err := newToken()
+				tok, err := randomSecret()
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -202,7 +202,7 @@ func BenchmarkNormalize(b *testing.B) {
 			w := &discardWriter{header: http.Header{}}
 			serve := func() {
 				w.reset()
-				if err := h.proxy(w, r, next); err != nil || w.status != c.want {
+				if err := h.protect.normalize.proxy(w, r, next); err != nil || w.status != c.want {
 					b.Fatalf("proxy: status %d, error %v", w.status, err)
 				}
 			}

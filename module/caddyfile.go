@@ -44,6 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_tokens_per_client 100
 //	    error_code      <upstream-status> <code>
 //	    store           memory | <module> [<args...>] { ... }
+//	    allow_websocket <path-pattern>...
+//	    opaque_body     <media-type>... | *
+//	    portal          /outer/docs/ [<backend-openapi.json>]
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -54,7 +57,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		switch sub {
-		case "client", "protect", "error_code", "require_param", "require_scope":
+		case "client", "protect", "error_code", "require_param", "require_scope", "allow_websocket", "opaque_body":
 			// repeatable
 		default:
 			if seen[sub] {
@@ -83,13 +86,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Protect = append(h.Protect, args...)
 		case "token_ttl":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(s)
+			dur, err := durationArg(d, sub)
 			if err != nil {
-				return d.Errf("token_ttl: %v", err)
+				return err
 			}
 			h.TokenTTL = caddy.Duration(dur)
 		case "scope":
@@ -149,13 +148,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ThrottleClientOff, h.ThrottleClientFailures, h.ThrottleClientWindow = off, n, caddy.Duration(window)
 			}
 		case "max_tokens_per_client":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("max_tokens_per_client: bad number %q", v)
+			n, err := intArg(d, sub, 1)
+			if err != nil {
+				return err
 			}
 			h.MaxTokensPerClient = n
 		case "identity_header":
@@ -179,6 +174,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ErrorCodes = map[int]int{}
 			}
 			h.ErrorCodes[status] = code
+		case "portal":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			h.Portal = args[0]
+			if len(args) == 2 {
+				h.PortalDocument = args[1]
+			}
+		case "allow_websocket", "opaque_body":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if sub == "allow_websocket" {
+				h.AllowWebSocket = append(h.AllowWebSocket, args...)
+			} else {
+				h.OpaqueBody = append(h.OpaqueBody, args...)
+			}
 		case "store":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -194,6 +208,34 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// durationArg reads the one argument of the subdirective sub as a
+// duration. The store parsers use it too.
+func durationArg(d *caddyfile.Dispenser, sub string) (time.Duration, error) {
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s: %v", sub, err)
+	}
+	return dur, nil
+}
+
+// intArg reads the one argument of the subdirective sub as an integer of
+// at least least. The store parsers use it too.
+func intArg(d *caddyfile.Dispenser, sub string, least int) (int, error) {
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		return 0, d.Errf("%s: bad number %q", sub, v)
+	}
+	return n, nil
 }
 
 // unmarshalClient parses `client <id> <hash>... [{ scope ... }]`.

@@ -30,6 +30,7 @@ type Client struct {
 	Scope string `json:"scope,omitempty"`
 
 	verifiers []secretVerifier
+	bindings  []string // per verifier: the binding of tokens issued with it (binding.go)
 	scopes    []string
 }
 
@@ -83,12 +84,22 @@ func (v *bcryptVerifier) verify(secret string) bool {
 	return true
 }
 
+// sha256Prefix marks a SHA-256 secret hash in the configuration.
+const sha256Prefix = "sha256:"
+
+// secretHash is the configuration form of a secret's SHA-256 hash, which
+// parseSecretHash reads back.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return sha256Prefix + hex.EncodeToString(sum[:])
+}
+
 // parseSecretHash turns a configured hash into a verifier. The error never
 // repeats the hash.
 func parseSecretHash(s string) (secretVerifier, error) {
 	switch {
-	case strings.HasPrefix(s, "sha256:"):
-		raw, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
+	case strings.HasPrefix(s, sha256Prefix):
+		raw, err := hex.DecodeString(strings.TrimPrefix(s, sha256Prefix))
 		if err != nil || len(raw) != sha256.Size {
 			return nil, fmt.Errorf("sha256 secret hash must be sha256:<64 hex digits>")
 		}
@@ -157,13 +168,13 @@ type bcryptDecoy struct{ *bcryptVerifier }
 func (bcryptDecoy) Destruct() error { return nil }
 
 // authenticate checks a secret against every hash of the client; all are
-// tried so that timing does not tell which one matched.
-func (c *Client) authenticate(secret string) bool {
-	ok := false
-	for _, v := range c.verifiers {
-		if v.verify(secret) {
-			ok = true
+// tried so that timing does not tell which one matched. binding is that of
+// the first hash that matched (binding.go).
+func (c *Client) authenticate(secret string) (binding string, ok bool) {
+	for i, v := range c.verifiers {
+		if v.verify(secret) && !ok {
+			binding, ok = c.bindings[i], true
 		}
 	}
-	return ok
+	return binding, ok
 }

@@ -2,10 +2,6 @@ package outergate
 
 import (
 	"bufio"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -53,22 +49,15 @@ Helpers for onboarding integrators of an outergate gateway.
 // field and a Redis key.
 var validClientID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
-// secretHash is the configuration form of a secret's hash.
-func secretHash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
 func cmdNewClient(fl caddycmd.Flags) (int, error) {
 	id := fl.Arg(0)
 	if !validClientID.MatchString(id) {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("client id %q: use 1-128 letters, digits, '.', '_' or '-'", id)
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
+	secret, err := randomSecret()
+	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("generating secret: %w", err)
 	}
-	secret := base64.RawURLEncoding.EncodeToString(raw[:])
 	fmt.Printf("client_id: %s\nclient_secret: %s\n\n", id, secret)
 	fmt.Printf("# Add to the outergate block; the secret above is shown only now:\nclient %s %s\n", id, secretHash(secret))
 	return caddy.ExitCodeSuccess, nil

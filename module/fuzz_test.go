@@ -3,7 +3,7 @@ package outergate
 // Fuzz targets of issue 4: token-request parsing, Authorization parsing and
 // upstream error normalization. Seed corpora live in
 // testdata/fuzz/<FuzzName>/; integration/fuzz.sh runs each target for a
-// given time. Every target checks invariants of the contract (DESIGN.md)
+// given time. Every target checks invariants of the contract (docs/API.md)
 // that hold for any input, with its own independent reading of the input
 // where it can.
 
@@ -97,9 +97,9 @@ func FuzzParseTokenRequest(f *testing.F) {
 	f.Add(formType, []byte("grant_type=client_credentials&client_secret=x"), basicAuth("app:s3cret"), "")
 	f.Add(formType, []byte("grant_type=client_credentials&client_id=app&client_secret=s3cret"), "", "client_secret=x")
 	f.Fuzz(func(t *testing.T, contentType string, body []byte, authorization, query string) {
-		req, aerr := parseTokenRequest(fuzzTokenRequest(contentType, body, authorization, query))
+		req, aerr := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), grantParams)
 		// Deterministic: the same request gets the same answer.
-		req2, aerr2 := parseTokenRequest(fuzzTokenRequest(contentType, body, authorization, query))
+		req2, aerr2 := parseClientRequest(fuzzTokenRequest(contentType, body, authorization, query), grantParams)
 		if req != req2 || (aerr == nil) != (aerr2 == nil) || (aerr != nil && aerr.Error() != aerr2.Error()) {
 			t.Fatalf("two parses differ: %+v %v / %+v %v", req, aerr, req2, aerr2)
 		}
@@ -149,7 +149,7 @@ func FuzzParseTokenRequest(f *testing.F) {
 		}
 
 		// Accepted: a well-formed client-credentials request.
-		if req.clientID == "" || req.clientSecret == "" || hasControl(req.clientID) || hasControl(req.clientSecret) || hasControl(req.scope) {
+		if req.clientID == "" || req.clientSecret == "" || hasControl(req.clientID) || hasControl(req.clientSecret) || hasControl(req.params.scope) {
 			t.Fatalf("accepted with bad credentials: %+v", req)
 		}
 		if len(body) > maxBodyBytes {
@@ -191,8 +191,8 @@ func FuzzParseTokenRequest(f *testing.F) {
 				t.Fatalf("client_secret differs from the body's")
 			}
 		}
-		if got := fields["scope"]; (len(got) == 1) != (req.scope != "") || (len(got) == 1 && got[0] != req.scope) {
-			t.Fatalf("scope %q, body has %q", req.scope, got)
+		if got := fields["scope"]; (len(got) == 1) != (req.params.scope != "") || (len(got) == 1 && got[0] != req.params.scope) {
+			t.Fatalf("scope %q, body has %q", req.params.scope, got)
 		}
 	})
 }
@@ -236,7 +236,7 @@ func FuzzParseBearer(f *testing.F) {
 			if aerr.status != 401 || aerr.code != CodeInvalidToken {
 				t.Fatalf("answer %d %d", aerr.status, aerr.code)
 			}
-			if c := aerr.header.Get("WWW-Authenticate"); c != bearerChallenge && c != invalidTokenChalenge {
+			if c := aerr.header.Get("WWW-Authenticate"); c != bearerChallenge && c != invalidTokenChallenge {
 				t.Fatalf("challenge %q", c)
 			}
 			if token != "" {
@@ -278,7 +278,7 @@ func FuzzBearerToken(f *testing.F) {
 			c := aerr.header.Get("WWW-Authenticate")
 			switch {
 			case inQuery || len(headers) == 2:
-				if c != invalidTokenChalenge {
+				if c != invalidTokenChallenge {
 					t.Fatalf("token in query or two headers: challenge %q", c)
 				}
 			case len(headers) == 0:
@@ -309,16 +309,17 @@ func fuzzNormalizeHandler(f *testing.F) (*Handler, string) {
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	f.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
+	if err := h.provision(ctx, zap.NewNop()); err != nil {
 		f.Fatalf("Provision: %v", err)
 	}
+	f.Cleanup(func() { _ = h.Cleanup() })
 	if err := h.Validate(); err != nil {
 		f.Fatalf("Validate: %v", err)
 	}
-	h.logger = zap.NewNop()
 	token := "FuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuz"
 	now := time.Now()
-	rec := TokenRecord{ClientID: testClientID, Scope: "read write groups", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(24 * time.Hour).UnixMilli()}
+	rec := TokenRecord{ClientID: testClientID, Scope: "read write groups", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(24 * time.Hour).UnixMilli(),
+		Binding: h.clients[testClientID].bindings[0]}
 	if err := h.store.Save(context.Background(), hashToken(token), rec, 0); err != nil {
 		f.Fatalf("Save: %v", err)
 	}

@@ -1,7 +1,6 @@
 package outergate
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -53,100 +52,124 @@ func registerMetrics(reg *prometheus.Registry) error {
 	return nil
 }
 
-// tokenRequests counts one token request by its outcome.
-func tokenRequests(aerr *apiError, storeErr error) {
-	metricTokenRequests.WithLabelValues(requestOutcome(aerr, storeErr, "issued")).Inc()
+// tokenOutcome is the outcome label of outergate_token_requests_total.
+type tokenOutcome string
+
+// The outcomes of a token request: a fixed set of label values.
+const (
+	tokenIssued               tokenOutcome = "issued"
+	tokenInvalidRequest       tokenOutcome = "invalid_request"
+	tokenInvalidClient        tokenOutcome = "invalid_client"
+	tokenUnsupportedGrantType tokenOutcome = "unsupported_grant_type"
+	tokenInvalidScope         tokenOutcome = "invalid_scope"
+	tokenThrottled            tokenOutcome = "throttled"
+	tokenStoreError           tokenOutcome = "store_error"
+	// tokenUnavailable is the RFC code of the fail-closed answer; store
+	// failures count as store_error before it is looked at.
+	tokenUnavailable tokenOutcome = "temporarily_unavailable"
+)
+
+// countTokenRequest counts one token request by its outcome.
+func countTokenRequest(aerr *apiError, storeErr error) {
+	metricTokenRequests.WithLabelValues(string(tokenRequestOutcome(aerr, storeErr))).Inc()
 }
 
-// requestOutcome names the outcome of a client-authenticated request with
-// a fixed set of values: ok, invalid_request, invalid_client,
-// unsupported_grant_type, invalid_scope, throttled, store_error.
-func requestOutcome(aerr *apiError, storeErr error, ok string) string {
+// tokenRequestOutcome names the outcome of a token request.
+func tokenRequestOutcome(aerr *apiError, storeErr error) tokenOutcome {
 	switch {
 	case storeErr != nil:
-		return "store_error"
+		return tokenStoreError
 	case aerr == nil:
-		return ok
+		return tokenIssued
 	case aerr.code == CodeTooManyFailures:
-		return "throttled"
+		return tokenThrottled
 	case aerr.code == CodeClientAuthFailed:
-		return "invalid_client"
-	case aerr.oauth != "":
-		return aerr.oauth
+		return tokenInvalidClient
 	}
-	return "invalid_request"
+	switch tokenOutcome(aerr.oauth) {
+	case tokenUnsupportedGrantType, tokenInvalidScope, tokenInvalidClient, tokenUnavailable:
+		return tokenOutcome(aerr.oauth)
+	}
+	return tokenInvalidRequest
 }
 
-// upstreamError counts one normalized upstream error by envelope code.
-func upstreamError(code int) {
+// revocationVia is the channel label of outergate_revocations_total.
+type revocationVia string
+
+const (
+	viaClient revocationVia = "client" // RFC 7009, by the token's client
+	viaAdmin  revocationVia = "admin"  // the admin API
+)
+
+// countRevocations counts n revoked tokens by channel.
+func countRevocations(via revocationVia, n int) {
+	metricRevocations.WithLabelValues(string(via)).Add(float64(n))
+}
+
+// countUpstreamError counts one normalized upstream error by envelope code.
+func countUpstreamError(code int) {
 	metricUpstreamErrors.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
-// The label values are a fixed set, so their children are looked up once
-// rather than on every request.
+// validationOutcome is the outcome of a Bearer check on a protected path,
+// an index into validationCounters.
+type validationOutcome uint8
+
+const (
+	validationOK validationOutcome = iota
+	validationMissing
+	validationInvalid
+	validationExpired
+	validationRevoked
+	validationInsufficientScope
+	validationStoreError
+	numValidationOutcomes
+)
+
+var validationLabels = [numValidationOutcomes]string{
+	"ok", "missing", "invalid", "expired", "revoked", "insufficient_scope", "store_error",
+}
+
+// storeOp is a store operation, an index into storeLatency.
+type storeOp uint8
+
+const (
+	opSave storeOp = iota
+	opLoad
+	opRevoke
+	opRevokeClient
+	opCount
+	opFailures
+	opAddFailure
+	opResetFailures
+	numStoreOps
+)
+
+var storeOpLabels = [numStoreOps]string{
+	"save", "load", "revoke", "revoke_client", "count", "failures", "add_failure", "reset_failures",
+}
+
+// The label values of validations and store operations are a fixed set, so
+// their children are looked up once rather than on every request.
 var (
-	storeLatency = func() map[string]prometheus.Observer {
-		m := map[string]prometheus.Observer{}
-		for _, op := range []string{"save", "load", "revoke", "revoke_client", "count", "failures", "add_failure", "reset_failures"} {
-			m[op] = metricStoreLatency.WithLabelValues(op)
+	validationCounters = func() (c [numValidationOutcomes]prometheus.Counter) {
+		for o, label := range validationLabels {
+			c[o] = metricValidations.WithLabelValues(label)
 		}
-		return m
+		return c
 	}()
-	validations = func() map[string]prometheus.Counter {
-		m := map[string]prometheus.Counter{}
-		for _, o := range []string{"ok", "missing", "invalid", "expired", "revoked", "insufficient_scope", "store_error"} {
-			m[o] = metricValidations.WithLabelValues(o)
+	storeLatency = func() (o [numStoreOps]prometheus.Observer) {
+		for op, label := range storeOpLabels {
+			o[op] = metricStoreLatency.WithLabelValues(label)
 		}
-		return m
+		return o
 	}()
 )
 
+// countValidation counts one Bearer check by its outcome.
+func countValidation(o validationOutcome) { validationCounters[o].Inc() }
+
 // observeStore records the latency of one store operation.
-func observeStore(op string, start time.Time) {
+func observeStore(op storeOp, start time.Time) {
 	storeLatency[op].Observe(time.Since(start).Seconds())
-}
-
-// timedStore measures every operation of the store it wraps.
-type timedStore struct{ TokenStore }
-
-func (s timedStore) poolKey() string { return storeKey(s.TokenStore) }
-
-func (s timedStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
-	defer observeStore("save", time.Now())
-	return s.TokenStore.Save(ctx, key, rec, maxPerClient)
-}
-
-func (s timedStore) Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error) {
-	defer observeStore("load", time.Now())
-	return s.TokenStore.Load(ctx, key)
-}
-
-func (s timedStore) RevokeToken(ctx context.Context, key TokenHash) (bool, error) {
-	defer observeStore("revoke", time.Now())
-	return s.TokenStore.RevokeToken(ctx, key)
-}
-
-func (s timedStore) RevokeClient(ctx context.Context, clientID string) (int, error) {
-	defer observeStore("revoke_client", time.Now())
-	return s.TokenStore.RevokeClient(ctx, clientID)
-}
-
-func (s timedStore) CountClient(ctx context.Context, clientID string) (int, error) {
-	defer observeStore("count", time.Now())
-	return s.TokenStore.CountClient(ctx, clientID)
-}
-
-func (s timedStore) Failures(ctx context.Context, key string) (int, time.Time, error) {
-	defer observeStore("failures", time.Now())
-	return s.TokenStore.Failures(ctx, key)
-}
-
-func (s timedStore) AddFailure(ctx context.Context, key string, window time.Duration) error {
-	defer observeStore("add_failure", time.Now())
-	return s.TokenStore.AddFailure(ctx, key, window)
-}
-
-func (s timedStore) ResetFailures(ctx context.Context, key string) error {
-	defer observeStore("reset_failures", time.Now())
-	return s.TokenStore.ResetFailures(ctx, key)
 }

@@ -18,6 +18,16 @@ import (
 // maxInspect bounds how much of an upstream error body is looked at.
 const maxInspect = 64 << 10
 
+// normalizer calls the next handler (reverse_proxy) for a protected
+// request and turns its errors, written or returned, into the envelope: it
+// records the answer, classifies the upstream status (with ErrorCodes
+// overriding the code) and keeps a cleaned upstream message. Provision
+// builds it once.
+type normalizer struct {
+	errorCodes map[int]int
+	logger     *zap.Logger
+}
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // bufferErrors tells the response recorder to hold back 4xx/5xx answers;
@@ -26,7 +36,7 @@ func bufferErrors(status int, _ http.Header) bool { return status >= 400 }
 
 // proxy calls next (reverse_proxy) and puts its errors, written or
 // returned, into the envelope.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (n *normalizer) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
@@ -41,7 +51,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		if err == nil {
 			return nil
 		}
-		return h.handlerError(w, r, err)
+		return n.handlerError(w, r, err)
 	}
 	// A buffered 4xx/5xx; if reading its body failed midway, the status
 	// still says what happened.
@@ -49,17 +59,17 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if envelopeCode(w.Header(), body) != 0 {
 		return rec.WriteResponse()
 	}
-	out, code := h.classify(status)
+	out, code := n.classify(status)
 	msg := upstreamMessage(w.Header(), body)
 	if msg == "" {
 		msg = phrase(code)
 	}
-	return h.writeNormalized(w, r, status, out, code, msg)
+	return n.write(w, r, status, out, code, msg)
 }
 
 // handlerError turns an error that next returned without writing (transport
 // failures of reverse_proxy) into the envelope.
-func (h *Handler) handlerError(w http.ResponseWriter, r *http.Request, err error) error {
+func (n *normalizer) handlerError(w http.ResponseWriter, r *http.Request, err error) error {
 	if r.Context().Err() != nil {
 		return err // the client is gone; there is no one to answer
 	}
@@ -71,7 +81,7 @@ func (h *Handler) handlerError(w http.ResponseWriter, r *http.Request, err error
 	if status == 499 {
 		return err
 	}
-	out, code := h.classify(status)
+	out, code := n.classify(status)
 	var msg string
 	switch status {
 	case http.StatusBadGateway:
@@ -83,32 +93,32 @@ func (h *Handler) handlerError(w http.ResponseWriter, r *http.Request, err error
 	default:
 		msg = phrase(code)
 	}
-	h.logger.Error("upstream failed", zap.Int("status", out), zap.Error(err))
-	return h.writeNormalized(w, r, status, out, code, msg)
+	n.logger.Error("upstream failed", zap.Int("status", out), zap.Error(err))
+	return n.write(w, r, status, out, code, msg)
 }
 
 // writeNormalized writes the envelope that replaces an upstream error.
-func (h *Handler) writeNormalized(w http.ResponseWriter, r *http.Request, upstream, status, code int, msg string) error {
+func (n *normalizer) write(w http.ResponseWriter, r *http.Request, upstream, status, code int, msg string) error {
 	hdr := w.Header()
 	for _, name := range [...]string{"Content-Length", "Content-Encoding", "Content-Range",
 		"Content-Disposition", "Content-Language", "Etag", "Last-Modified", "Transfer-Encoding"} {
 		hdr.Del(name)
 	}
-	upstreamError(code)
-	if c := h.logger.Check(zap.DebugLevel, "upstream error normalized"); c != nil {
+	countUpstreamError(code)
+	if c := n.logger.Check(zap.DebugLevel, "upstream error normalized"); c != nil {
 		c.Write(zap.Int("upstream_status", upstream), zap.Int("status", status), zap.Int("code", code),
 			zap.String("path", r.URL.Path))
 	}
 	if err := writeEnvelope(w, status, code, msg, nil); err != nil {
-		h.logger.Debug("writing envelope", zap.Error(err))
+		n.logger.Debug("writing envelope", zap.Error(err))
 	}
 	return nil
 }
 
 // classify maps an upstream error status to the status and code outergate
-// answers (DESIGN.md), with ErrorCodes overriding the code.
-func (h *Handler) classify(upstream int) (status, code int) {
-	code, ok := h.ErrorCodes[upstream]
+// answers (docs/API.md), with ErrorCodes overriding the code.
+func (n *normalizer) classify(upstream int) (status, code int) {
+	code, ok := n.errorCodes[upstream]
 	if !ok {
 		switch {
 		case upstream == 404 || upstream == 410:

@@ -1,192 +1,16 @@
 package outergate
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap/zaptest"
 )
-
-// Test clients: "app" holds the handler's default scopes, "reader" only read.
-const (
-	testClientID     = "app"
-	testClientSecret = "app-secret-0123456789"
-	readerClientID   = "reader"
-	readerSecret     = "reader-secret-0123456789"
-	testClientIP     = "192.0.2.10"
-)
-
-// sha256Hash is the Caddyfile/JSON form of a sha256 secret hash.
-func sha256Hash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// newTestHandler provisions a Handler with the two test clients and a
-// memory store of its own (named after the test, so tests do not share
-// tokens or failure counters). configure may change the config before
-// Provision.
-func newTestHandler(t *testing.T, configure func(h *Handler)) *Handler {
-	t.Helper()
-	name, _ := json.Marshal("test/" + t.Name())
-	h := &Handler{
-		Clients: []Client{
-			{ID: testClientID, SecretHashes: []string{sha256Hash(testClientSecret)}},
-			{ID: readerClientID, SecretHashes: []string{sha256Hash(readerSecret)}, Scope: "read"},
-		},
-		StoreRaw: json.RawMessage(`{"module":"memory","name":` + string(name) + `}`),
-	}
-	if configure != nil {
-		configure(h)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := h.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	h.logger = zaptest.NewLogger(t)
-	return h
-}
-
-// newRequest builds a request the way Caddy hands it to a handler: with a
-// replacer and Caddy's client IP in its context.
-func newRequest(method, target string, body io.Reader) (*http.Request, *caddy.Replacer) {
-	r := httptest.NewRequest(method, target, body)
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: testClientIP})
-	return r.WithContext(ctx), repl
-}
-
-// nextRecorder is a next handler that records whether and how it was called.
-type nextRecorder struct {
-	called bool
-	req    *http.Request
-	body   []byte
-	serve  func(w http.ResponseWriter, r *http.Request) error
-}
-
-func (n *nextRecorder) handler() caddyhttp.Handler {
-	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		n.called = true
-		n.req = r
-		if r.Body != nil {
-			n.body, _ = io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(n.body))
-		}
-		if n.serve != nil {
-			return n.serve(w, r)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, err := w.Write([]byte(`{"meta":{"message":"ok","code":0},"data":{}}`))
-		return err
-	})
-}
-
-// failNext fails the test if it is called.
-func failNext(t *testing.T) caddyhttp.Handler {
-	return caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
-		t.Error("next handler must not be called")
-		return nil
-	})
-}
-
-// envelopeReply is a decoded envelope answer.
-type envelopeReply struct {
-	Meta Meta            `json:"meta"`
-	Data json.RawMessage `json:"data"`
-}
-
-// checkEnvelope asserts that rec holds an envelope outergate wrote, with the
-// given status and code, the JSON content type, a correct Content-Length
-// and a "data" member; it returns the envelope.
-func checkEnvelope(t *testing.T, rec *httptest.ResponseRecorder, status, code int) envelopeReply {
-	t.Helper()
-	if rec.Code != status {
-		t.Errorf("status = %d, want %d (body %q)", rec.Code, status, rec.Body.String())
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != contentTypeJSONUTF8 {
-		t.Errorf("Content-Type = %q, want %q", ct, contentTypeJSONUTF8)
-	}
-	if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(rec.Body.Len()) {
-		t.Errorf("Content-Length = %q, body is %d bytes", cl, rec.Body.Len())
-	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(rec.Body.Bytes(), &members); err != nil {
-		t.Fatalf("body is not a JSON object: %v (%q)", err, rec.Body.String())
-	}
-	if _, ok := members["data"]; !ok {
-		t.Errorf("envelope has no data member: %q", rec.Body.String())
-	}
-	var env envelopeReply
-	if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil {
-		t.Fatalf("decoding envelope: %v", err)
-	}
-	if env.Meta.Code != code {
-		t.Errorf("code = %d, want %d (message %q)", env.Meta.Code, code, env.Meta.Message)
-	}
-	return env
-}
-
-// checkErrorEnvelope is checkEnvelope for an error: data must be null.
-func checkErrorEnvelope(t *testing.T, rec *httptest.ResponseRecorder, status, code int) envelopeReply {
-	t.Helper()
-	env := checkEnvelope(t, rec, status, code)
-	if string(env.Data) != "null" {
-		t.Errorf("data = %s, want null", env.Data)
-	}
-	return env
-}
-
-// issueToken gets a token from the handler's token endpoint.
-func issueToken(t *testing.T, h *Handler, id, secret, scope string) string {
-	t.Helper()
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
-	if scope != "" {
-		form.Set("scope", scope)
-	}
-	r, _ := newRequest(http.MethodPost, "/outer/token/", strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, r, failNext(t)); err != nil {
-		t.Fatalf("token endpoint returned error: %v", err)
-	}
-	env := checkEnvelope(t, rec, http.StatusOK, CodeOK)
-	var data tokenData
-	if err := json.Unmarshal(env.Data, &data); err != nil || data.AccessToken == "" {
-		t.Fatalf("no access token in %q (%v)", rec.Body.String(), err)
-	}
-	return data.AccessToken
-}
-
-// saveRecord stores rec under token directly in the handler's memory store,
-// bypassing Save (which refuses past expiries).
-func saveRecord(t *testing.T, h *Handler, token string, rec TokenRecord) {
-	t.Helper()
-	ms, ok := memoryStoreOf(h)
-	if !ok {
-		t.Fatalf("store is %T, want *MemoryStore", h.store)
-	}
-	key := hashToken(token)
-	ms.tokens.cache.Set(string(key[:]), &rec, time.Hour)
-}
 
 func TestProvisionDefaults(t *testing.T) {
 	h := newTestHandler(t, nil)
@@ -320,15 +144,4 @@ func TestUnprotectedPathsGoToNextUntouched(t *testing.T) {
 			}
 		})
 	}
-}
-
-// memoryStoreOf returns the memory store behind the handler's metrics
-// wrapper.
-func memoryStoreOf(h *Handler) (*MemoryStore, bool) {
-	ts, ok := h.store.(timedStore)
-	if !ok {
-		return nil, false
-	}
-	ms, ok := ts.TokenStore.(*MemoryStore)
-	return ms, ok
 }

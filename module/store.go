@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,6 +16,13 @@ type TokenHash [sha256.Size]byte
 // hashToken returns the store key of an access token.
 func hashToken(token string) TokenHash {
 	return sha256.Sum256([]byte(token))
+}
+
+// fingerprint names a value that must not be logged as it is (an unknown
+// client id, which may be a pasted secret) by the first 8 hex digits of its
+// SHA-256, like a token's Fingerprint.
+func fingerprint(s string) string {
+	return hashToken(s).Fingerprint()
 }
 
 // Fingerprint is a short, non-reversible name of the token for logs: the
@@ -33,10 +41,15 @@ type TokenRecord struct {
 	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
+	// Binding names the issuer and the client credential the token was
+	// issued under (binding.go); a handler accepts the token only if it
+	// would issue it the same binding.
+	Binding string `json:"b,omitempty"`
 	// Revoked marks a tombstone: the token was revoked and is refused as
-	// such until it would have expired. (Tokens evicted past
-	// max_tokens_per_client are deleted instead, so that issuance cannot
-	// grow the store.)
+	// such until it would have expired or the client's cap evicts it
+	// (tombstones count against max_tokens_per_client and go first). Tokens
+	// evicted past the cap are deleted, so that neither issuance nor
+	// revocation can grow the store.
 	Revoked bool `json:"r,omitempty"`
 }
 
@@ -54,18 +67,26 @@ func (r *TokenRecord) ttl() time.Duration {
 // a token that is simply unknown): outergate answers 503 + 23090 for it.
 var ErrStoreUnavailable = errors.New("token store unavailable")
 
-// TokenStore is the interface of the guest modules in the outergate.stores
-// namespace. Implementations must be safe for concurrent use.
+// Store is what a guest module in the outergate.stores namespace provides:
+// the tokens and the failure counters of the throttles, in one shared place.
+// Implementations must be safe for concurrent use.
+type Store interface {
+	TokenStore
+	FailureStore
+}
+
+// TokenStore keeps issued tokens by their hash.
 type TokenStore interface {
 	// Save keeps rec under key until rec.ExpiresAt. With maxPerClient > 0
-	// it then evicts the client's oldest tokens until no more than
-	// maxPerClient are live.
+	// it then evicts the client's records, revoked tombstones first, then
+	// the oldest tokens, until no more than maxPerClient remain.
 	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked; for a revoked token the record has Revoked set,
 	// so that the refusal can say so.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
-	// RevokeToken deletes one token; false if it was not live. Every
+	// RevokeToken turns one token into a tombstone, kept in its client's
+	// index; false if it was not live. Every
 	// instance sharing the store refuses it from then on.
 	RevokeToken(ctx context.Context, key TokenHash) (bool, error)
 	// RevokeClient deletes every live token of a client and returns how
@@ -73,6 +94,10 @@ type TokenStore interface {
 	RevokeClient(ctx context.Context, clientID string) (int, error)
 	// CountClient returns how many live tokens a client has.
 	CountClient(ctx context.Context, clientID string) (int, error)
+}
+
+// FailureStore counts failed client authentications for the throttles.
+type FailureStore interface {
 	// Failures returns how many failures were counted under key in the
 	// current window, and when that window ends.
 	Failures(ctx context.Context, key string) (int, time.Time, error)
@@ -81,4 +106,19 @@ type TokenStore interface {
 	AddFailure(ctx context.Context, key string, window time.Duration) error
 	// ResetFailures forgets the failures counted under key.
 	ResetFailures(ctx context.Context, key string) error
+}
+
+// pooledStore is a store whose state lives in a caddy.UsagePool entry
+// shared by every handler configured with the same store; poolKey names
+// that entry, so that the admin API asks each shared store once.
+type pooledStore interface {
+	poolKey() string
+}
+
+// storeKey names the shared state behind a store.
+func storeKey(s Store) string {
+	if k, ok := s.(pooledStore); ok {
+		return k.poolKey()
+	}
+	return fmt.Sprintf("%p", s)
 }

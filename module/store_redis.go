@@ -169,7 +169,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 }
 
 // options turns the config into go-redis options with small timeouts and
-// few retries, so that a hung Redis fails within Timeout (see DESIGN.md).
+// few retries, so that a hung Redis fails within Timeout (see docs/ARCHITECTURE.md, traps).
 func (s *RedisStore) options() (*redis.UniversalOptions, error) {
 	opts := &redis.UniversalOptions{
 		Addrs:      s.Addresses,
@@ -242,7 +242,7 @@ func (s *RedisStore) CountClient(ctx context.Context, clientID string) (int, err
 	return s.conn.countClient(ctx, clientID)
 }
 
-// ResetFailures implements TokenStore.
+// ResetFailures implements FailureStore.
 func (s *RedisStore) ResetFailures(ctx context.Context, key string) error {
 	ctx, cancel := s.conn.op(ctx)
 	defer cancel()
@@ -267,12 +267,12 @@ func (s *RedisStore) RevokeClient(ctx context.Context, clientID string) (int, er
 	return s.conn.revokeClient(ctx, clientID)
 }
 
-// Failures implements TokenStore.
+// Failures implements FailureStore.
 func (s *RedisStore) Failures(ctx context.Context, key string) (int, time.Time, error) {
 	return s.conn.failures(ctx, key)
 }
 
-// AddFailure implements TokenStore.
+// AddFailure implements FailureStore.
 func (s *RedisStore) AddFailure(ctx context.Context, key string, window time.Duration) error {
 	return s.conn.addFailure(ctx, key, window)
 }
@@ -299,7 +299,7 @@ func (s *RedisStore) poolKey() string { return s.key }
 
 // Interface guards
 var (
-	_ TokenStore            = (*RedisStore)(nil)
+	_ Store                 = (*RedisStore)(nil)
 	_ caddy.Provisioner     = (*RedisStore)(nil)
 	_ caddy.CleanerUpper    = (*RedisStore)(nil)
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)

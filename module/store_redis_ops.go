@@ -30,7 +30,8 @@ import (
 // token not yet deleted but still indexed, so still revocable; the token
 // being issued is answered only after every step succeeded, so a token
 // nobody holds is the worst that is left behind. The index is scored by
-// issue time in microseconds.
+// issue time in microseconds, tombstones by 0 (revokeToken), so the cap
+// evicts tombstones first, then the oldest tokens.
 //
 // Toward one round trip per issuance: on one server or Sentinel every key
 // is on the master, so the steps can become one script. On a Cluster, one
@@ -40,9 +41,8 @@ import (
 // only after both acknowledged, and a token key without its index entry is
 // one nobody was given. The deletes of evicted tokens are the remaining
 // step; they stay revocable meanwhile because they leave the index last.
-// To count revoked tokens against the cap, keep their members in the index
-// on revocation (the tombstone keeps the token's TTL, and the index lives
-// as long as its longest token): indexScript's ZCARD then counts them.
+// Revoked tokens stay in the index at score 0 (revokeToken), so the cap
+// counts them and evicts them first.
 func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {
@@ -250,7 +250,12 @@ func (c *redisConn) revokeToken(ctx context.Context, key TokenHash) (bool, error
 		return false, err
 	}
 	if rec.ClientID != "" {
-		c.client.ZRem(ctx, c.clientKey(rec.ClientID), member)
+		// Issue 12 item 11: the tombstone stays in its client's index,
+		// rescored to 0 so that the cap (indexScript, oldest score first)
+		// evicts tombstones before live tokens and counts them: a client
+		// cannot keep more than max_tokens_per_client records, revoked or
+		// not. XX: a member the cap already removed is not added back.
+		c.client.ZAddXX(ctx, c.clientKey(rec.ClientID), redis.Z{Score: 0, Member: member})
 	}
 	c.publish(ctx, "t:"+member)
 	return live == 1, nil
@@ -271,12 +276,14 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 		return 0, err
 	}
 	if len(members) > 0 {
-		// Only the members read: a token saved meanwhile stays indexed.
-		args := make([]any, len(members))
+		// Only the members read: a token saved meanwhile keeps its score.
+		// Issue 12 item 11: tombstones stay indexed at score 0 (see
+		// revokeToken), counted by the cap and evicted first.
+		zs := make([]redis.Z, len(members))
 		for i, m := range members {
-			args[i] = m
+			zs[i] = redis.Z{Score: 0, Member: m}
 		}
-		c.client.ZRem(ctx, ck, args...)
+		c.client.ZAddXX(ctx, ck, zs...)
 	}
 	c.publish(ctx, "c:"+clientID)
 	return n, nil

@@ -1,42 +1,30 @@
 package outergate
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
 )
 
 // throttle is one limit on failed client authentications: at most max
-// failures per key within a window that starts with the first one.
+// failures per key within a window that starts with the first one. The
+// counts live in the store, so that they outlive a reload and, with Redis,
+// are shared by every instance. Provision builds the two throttles once.
 type throttle struct {
-	off    bool
-	max    int
-	window time.Duration
+	off      bool
+	max      int
+	window   time.Duration
+	failures FailureStore
 }
 
-// addressThrottle limits failures per client address.
-func (h *Handler) addressThrottle() throttle {
-	return throttle{off: h.ThrottleOff, max: h.ThrottleFailures, window: time.Duration(h.ThrottleWindow)}
-}
-
-// clientThrottle limits failures per configured client id.
-func (h *Handler) clientThrottle() throttle {
-	return throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow)}
-}
-
-// throttled answers 429 + 23029 when key has used up its failures.
-func (h *Handler) throttled(r *http.Request, t throttle, key string) (*apiError, error) {
-	_, aerr, err := h.checkThrottle(r, t, key)
-	return aerr, err
-}
-
-// checkThrottle returns the failures counted under key and, when they reach
-// the limit, the 429 + 23029 answer with Retry-After until the window ends.
-func (h *Handler) checkThrottle(r *http.Request, t throttle, key string) (int, *apiError, error) {
+// check returns the failures counted under key and, when they reach the
+// limit, the 429 + 23029 answer with Retry-After until the window ends.
+func (t throttle) check(ctx context.Context, key string) (int, *apiError, error) {
 	if t.off {
 		return 0, nil, nil
 	}
-	n, end, err := h.store.Failures(r.Context(), key)
+	n, end, err := t.failures.Failures(ctx, key)
 	if err != nil || n < t.max {
 		return n, nil, err
 	}
@@ -50,10 +38,10 @@ func (h *Handler) checkThrottle(r *http.Request, t throttle, key string) (int, *
 		"Retry-After", strconv.FormatInt(secs, 10)), nil
 }
 
-// countFailure counts one failed client authentication under key.
-func (h *Handler) countFailure(r *http.Request, t throttle, key string) error {
+// count counts one failed client authentication under key.
+func (t throttle) count(ctx context.Context, key string) error {
 	if t.off {
 		return nil
 	}
-	return h.store.AddFailure(r.Context(), key, t.window)
+	return t.failures.AddFailure(ctx, key, t.window)
 }

@@ -12,19 +12,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// basicChallenge is sent with 401 + 23020 when the client used HTTP Basic.
-const basicChallenge = `Basic realm="outer"`
-
-// tokenRequest is a parsed client-credentials token request.
+// tokenRequest is the token endpoint's own parameter: the requested scope,
+// "" when none was requested.
 type tokenRequest struct {
-	clientID     string
-	clientSecret string
-	scope        string // requested scope, may be empty
-	basic        bool   // credentials came in an Authorization: Basic header
+	scope string
 }
 
-// tokenData is the "data" of a successful token reply, in the document's
-// field order.
+// tokenData is the "data" of a successful token reply, in the platform
+// document's field order (docs/API.md).
 type tokenData struct {
 	AccessToken string `json:"access_token"`
 	TokenType   string `json:"token_type"`
@@ -32,60 +27,33 @@ type tokenData struct {
 	Scope       string `json:"scope"`
 }
 
-// serveToken answers the token endpoint. Every answer carries
-// Cache-Control: no-store.
-func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
-	data, aerr, err := h.issueToken(r)
-	if err != nil {
-		return h.storeError(w, "issuing token", err)
-	}
-	if aerr != nil {
-		return h.respond(w, aerr)
-	}
-	return writeEnvelope(w, http.StatusOK, CodeOK, "token info", data)
-}
-
-// noStore marks an answer that carries or concerns credentials as not to
-// be cached (RFC 6749 §5.1).
-func noStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-}
-
-// issueToken runs a client-credentials grant: it authenticates the client,
-// grants the scope, and saves a new token. err is a store failure.
-func (h *Handler) issueToken(r *http.Request) (*tokenData, *apiError, error) {
-	if r.Method != http.MethodPost {
-		return nil, methodNotAllowed(), nil
-	}
-	var scopeParam string
-	client, _, aerr, err := h.authenticateClient(r, func(p params) *apiError {
-		req, aerr := tokenParams(p)
-		scopeParam = req.scope
-		return aerr
-	})
+// issueToken runs a client-credentials grant (RFC 6749 §4.4): it
+// authenticates the client, grants the scope, and saves a new token. err is
+// a store failure. It is the issue operation of both token endpoints.
+func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
+	req, aerr, err := authenticateClient(h.auth, r, grantParams)
 	if err != nil || aerr != nil {
-		tokenRequests(aerr, err)
+		countTokenRequest(aerr, err)
 		return nil, aerr, err
 	}
-	scope, aerr := grantScope(client.scopes, scopeParam)
+	client := req.client
+	scope, aerr := grantScope(client.scopes, req.params.scope)
 	if aerr != nil {
-		tokenRequests(aerr, nil)
+		countTokenRequest(aerr, nil)
 		return nil, aerr, nil
 	}
-	token, err := newToken()
+	token, err := randomSecret()
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating token: %w", err)
 	}
 	now := time.Now()
 	key := hashToken(token)
-	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(h.ttl).UnixMilli()}
+	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(h.ttl).UnixMilli(), Binding: req.binding}
 	if err := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient); err != nil {
-		tokenRequests(nil, err)
+		countTokenRequest(nil, err)
 		return nil, nil, err
 	}
-	tokenRequests(nil, nil)
+	countTokenRequest(nil, nil)
 	h.audit.Info("token issued",
 		zap.String("client_id", client.ID),
 		zap.String("remote_ip", clientIP(r)),
@@ -99,28 +67,8 @@ func (h *Handler) issueToken(r *http.Request) (*tokenData, *apiError, error) {
 	}, nil, nil
 }
 
-// methodNotAllowed is the answer of the POST-only endpoints to other methods.
-func methodNotAllowed() *apiError {
-	return newAPIError(http.StatusMethodNotAllowed, CodeBadRequest,
-		"method not allowed: use POST", "Allow", http.MethodPost)
-}
-
-// parseTokenRequest reads a token request per RFC 6749 §4.4 and §2.3: a form
-// or JSON body, client credentials in the body or in HTTP Basic, never both,
-// never in the query string, no parameter twice.
-func parseTokenRequest(r *http.Request) (tokenRequest, *apiError) {
-	var req tokenRequest
-	cr, aerr := parseClientRequest(r, func(p params) *apiError {
-		var aerr *apiError
-		req, aerr = tokenParams(p)
-		return aerr
-	})
-	req.clientID, req.clientSecret, req.basic = cr.clientID, cr.clientSecret, cr.basic
-	return req, aerr
-}
-
-// tokenParams checks the grant's own parameters: grant_type and scope.
-func tokenParams(p params) (tokenRequest, *apiError) {
+// grantParams checks the grant's own parameters: grant_type and scope.
+func grantParams(p params) (tokenRequest, *apiError) {
 	var req tokenRequest
 	grantType, found, err := single("grant_type", p)
 	switch {
@@ -169,8 +117,10 @@ func containsScope(list []string, s string) bool {
 	return false
 }
 
-// newToken returns 32 random bytes, base64url without padding (43 chars).
-func newToken() (string, error) {
+// randomSecret returns 32 random bytes, base64url without padding (43
+// chars): an access token, or a client secret from `caddy outergate
+// new-client`.
+func randomSecret() (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err

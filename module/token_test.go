@@ -1,41 +1,21 @@
 package outergate
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
-
-const (
-	formType = "application/x-www-form-urlencoded"
-	jsonType = "application/json"
-)
-
-func basicAuth(userPass string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(userPass))
-}
-
-// contextWithClientIP is r's context with Caddy's client IP set to ip.
-func contextWithClientIP(r *http.Request, ip string) context.Context {
-	return context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
-}
-
-// chunkedReader hides the length of a body, as a chunked request does.
-type chunkedReader struct{ io.Reader }
 
 func TestParseTokenRequest(t *testing.T) {
 	const creds = "grant_type=client_credentials&client_id=app&client_secret=s3cret"
@@ -48,51 +28,51 @@ func TestParseTokenRequest(t *testing.T) {
 		body        string
 		chunked     bool // hide the Content-Length
 		auth        []string
-		want        tokenRequest
+		want        clientRequest[tokenRequest]
 		wantStatus  int // 0: success
 		wantCode    int
 		wantHeader  http.Header // exact values the error must carry
 	}{
 		// successes
 		{name: "form body credentials", contentType: formType, body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "form body with scope", contentType: formType, body: creds + "&scope=read%20write",
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", scope: "read write"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", params: tokenRequest{scope: "read write"}}},
 		{name: "form content type with charset parameter", contentType: formType + "; charset=utf-8", body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "json body credentials", contentType: jsonType,
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret","scope":"read"}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", scope: "read"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", params: tokenRequest{scope: "read"}}},
 		{name: "json content type is case-insensitive", contentType: "Application/JSON; charset=UTF-8",
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret"}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "body exactly 64 KiB is accepted", contentType: formType, body: pad(creds+"&pad=", maxBodyBytes),
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "unknown extra form params are ignored", contentType: formType, body: creds + "&audience=x&foo=bar",
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "unknown non-string json params are ignored", contentType: jsonType,
 			body: `{"grant_type":"client_credentials","client_id":"app","client_secret":"s3cret","extra":{"a":[1,2]},"n":1}`,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 		{name: "basic credentials", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic scheme is case-insensitive", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{"bAsIc " + base64.StdEncoding.EncodeToString([]byte("app:s3cret"))},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic with json body", contentType: jsonType, body: `{"grant_type":"client_credentials"}`,
 			auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "basic id and secret are form-decoded (RFC 6749 2.3.1)", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("my%20app:a%3Ab+c%2Bd%25")},
-			want: tokenRequest{clientID: "my app", clientSecret: "a:b c+d%", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "my app", clientSecret: "a:b c+d%", basic: true}},
 		{name: "basic secret may hold a raw colon", contentType: formType, body: "grant_type=client_credentials",
 			auth: []string{basicAuth("app:a:b")},
-			want: tokenRequest{clientID: "app", clientSecret: "a:b", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "a:b", basic: true}},
 		{name: "basic with the same client_id in the body", contentType: formType,
 			body: "grant_type=client_credentials&client_id=app", auth: []string{basicAuth("app:s3cret")},
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret", basic: true}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret", basic: true}},
 		{name: "query without credentials is fine", target: "/outer/token/?x=1", contentType: formType, body: creds,
-			want: tokenRequest{clientID: "app", clientSecret: "s3cret"}},
+			want: clientRequest[tokenRequest]{clientID: "app", clientSecret: "s3cret"}},
 
 		// 23010: authentication methods mixed
 		{name: "basic plus body client_secret", contentType: formType, body: creds,
@@ -238,10 +218,10 @@ func TestParseTokenRequest(t *testing.T) {
 				r.Header.Add("Authorization", a)
 			}
 
-			got, aerr := parseTokenRequest(r)
+			got, aerr := parseClientRequest(r, grantParams)
 			if tc.wantStatus == 0 {
 				if aerr != nil {
-					t.Fatalf("parseTokenRequest: %v", aerr)
+					t.Fatalf("parseClientRequest: %v", aerr)
 				}
 				if got != tc.want {
 					t.Fatalf("got %+v, want %+v", got, tc.want)
@@ -249,7 +229,7 @@ func TestParseTokenRequest(t *testing.T) {
 				return
 			}
 			if aerr == nil {
-				t.Fatalf("parseTokenRequest accepted the request: %+v", got)
+				t.Fatalf("parseClientRequest accepted the request: %+v", got)
 			}
 			if aerr.status != tc.wantStatus || aerr.code != tc.wantCode {
 				t.Errorf("got %d/%d (%s), want %d/%d", aerr.status, aerr.code, aerr.message, tc.wantStatus, tc.wantCode)
@@ -314,7 +294,7 @@ func TestGrantScope(t *testing.T) {
 func TestNewToken(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		tok, err := newToken()
+		tok, err := randomSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,51 +316,6 @@ func TestNewToken(t *testing.T) {
 		}
 		seen[tok] = true
 	}
-}
-
-// tokenCall posts to the token endpoint of h.
-type tokenCall struct {
-	method      string
-	target      string
-	contentType string
-	body        string
-	auth        string
-	ip          string
-}
-
-func (c tokenCall) do(t *testing.T, h *Handler) *httptest.ResponseRecorder {
-	t.Helper()
-	method, target, ct := c.method, c.target, c.contentType
-	if method == "" {
-		method = http.MethodPost
-	}
-	if target == "" {
-		target = "/outer/token/"
-	}
-	if ct == "" {
-		ct = formType
-	}
-	r, _ := newRequest(method, target, strings.NewReader(c.body))
-	r.Header.Set("Content-Type", ct)
-	if c.auth != "" {
-		r.Header.Set("Authorization", c.auth)
-	}
-	if c.ip != "" {
-		r = r.WithContext(contextWithClientIP(r, c.ip))
-	}
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, r, failNext(t)); err != nil {
-		t.Fatalf("ServeHTTP returned %v", err)
-	}
-	return rec
-}
-
-func formCreds(id, secret string, extra ...string) string {
-	v := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}}
-	for i := 0; i+1 < len(extra); i += 2 {
-		v.Set(extra[i], extra[i+1])
-	}
-	return v.Encode()
 }
 
 func TestTokenEndpoint(t *testing.T) {
@@ -630,10 +565,8 @@ func TestTokenEndpointThrottleWindowEnds(t *testing.T) {
 // success, a failure and a refusal for the secret and for any 8-character
 // piece of the token.
 func TestTokenEndpointNeverLogsCredentials(t *testing.T) {
-	h := newTestHandler(t, nil)
 	core, logs := observer.New(zapcore.DebugLevel)
-	h.logger = zap.New(core)
-	h.audit = h.logger.Named("audit")
+	h := newTestHandlerLogging(t, nil, zap.New(core))
 
 	token := issueToken(t, h, testClientID, testClientSecret, "")
 	tokenCall{body: formCreds(testClientID, testClientSecret+"x")}.do(t, h)

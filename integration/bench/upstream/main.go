@@ -31,7 +31,7 @@ import (
 	"time"
 )
 
-// deviceInfo is the answer of GET /outer/device/info/ (spec/API.md), the
+// deviceInfo is the answer of GET /outer/device/info/ (docs/API.md), the
 // same device the demo backend knows.
 var deviceInfo = []byte(`{"meta":{"message":"Device info","code":0},"data":{"mac":"agxhl0012ab","online":true,"pname":"test","createtime":"2016-10-21T13:54:51.950","productid":"c33d3908-9752-11e6-9baf-00163e120d98"}}`)
 

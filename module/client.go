@@ -31,6 +31,9 @@ type Client struct {
 
 	verifiers []secretVerifier
 	scopes    []string
+	// decoyEquivalents is how many of the verifiers are bcrypt at the
+	// highest configured cost (failcost.go).
+	decoyEquivalents int
 }
 
 // secretVerifier checks a presented secret against one stored hash.

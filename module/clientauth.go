@@ -22,8 +22,8 @@ type clientAuth struct {
 	clients   map[string]*Client
 	decoy     secretVerifier
 	cost      failureCost // what every failed check pays
-	byAddress throttle // failures per client address
-	byClient  throttle // consecutive failures per configured client id
+	byAddress throttle    // failures per client address
+	byClient  throttle    // consecutive failures per configured client id
 	audit     auditLog
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outergate/outergate/integration/harness"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // postToken posts form credentials on its own connection-pooled client
@@ -41,7 +42,13 @@ func postToken(client *http.Client, base, id, secret string) (int, string, error
 // rest 429 + 23029, for a bcrypt, a SHA-256 and an unknown id; with two
 // gateways sharing Redis, the 10 hold for both together.
 func TestConcurrentWrongSecrets(t *testing.T) {
-	extra := "\t\tthrottle 10 1m\n\t\tthrottle_client off"
+	// A bcrypt client of cost 10 (~70 ms a check) keeps the attempts in
+	// flight together, as a real human-chosen secret's hash does.
+	slow, err := bcrypt.GenerateFromPassword([]byte("slow-secret-0005"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "\t\tclient slow-bcrypt " + string(slow) + "\n\t\tthrottle 10 1m\n\t\tthrottle_client off"
 	single := func(t *testing.T) []string {
 		return []string{startGateway(t, gatewayConfig{Extra: extra}).base}
 	}
@@ -55,10 +62,12 @@ func TestConcurrentWrongSecrets(t *testing.T) {
 		bases func(t *testing.T) []string
 		id    string
 	}{
-		{name: "bcrypt id, memory store", bases: single, id: readerID},
+		{name: "bcrypt id, memory store", bases: single, id: "slow-bcrypt"},
+		{name: "cheap bcrypt id, memory store", bases: single, id: readerID},
 		{name: "sha256 id, memory store", bases: single, id: appID},
 		{name: "unknown id, memory store", bases: single, id: "nobody"},
-		{name: "bcrypt id, two gateways sharing redis", bases: shared, id: readerID},
+		{name: "bcrypt id, two gateways sharing redis", bases: shared, id: "slow-bcrypt"},
+		{name: "unknown id, two gateways sharing redis", bases: shared, id: "nobody"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bases := tc.bases(t)

@@ -1,6 +1,8 @@
 package outergate
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -271,5 +275,52 @@ func TestUnknownIDCountersAreBounded(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d unknown-id counters after 50 random ids from one address with throttle 3, want 3", n)
+	}
+}
+
+// TestThrottleClaimWaitEnds: while claims of attempts still being checked
+// fill the limit, a request waits up to claimWait, then gets 429 with
+// Retry-After: 1 (not the window's end: no failure was counted).
+func TestThrottleClaimWaitEnds(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) { h.ThrottleFailures, h.ThrottleWindow = 2, 60_000_000_000 })
+	ms, _ := memoryStoreOf(h)
+	for i := 0; i < 2; i++ { // two attempts "being checked" that never finish
+		if ok, _, _, err := ms.Reserve(context.Background(), "ip:"+testClientIP, 2, time.Minute); err != nil || !ok {
+			t.Fatal("could not hold a claim")
+		}
+	}
+	start := time.Now()
+	rec := tokenCall{body: formCreds(testClientID, testClientSecret), ip: testClientIP}.do(t, h)
+	checkErrorEnvelope(t, rec, http.StatusTooManyRequests, CodeTooManyFailures)
+	if ra := rec.Header().Get("Retry-After"); ra != "1" {
+		t.Fatalf("Retry-After %q, want 1", ra)
+	}
+	t.Logf("refused after %v", time.Since(start))
+	// Once they are given back, the right secret gets its token.
+	for i := 0; i < 2; i++ {
+		_ = ms.Release(context.Background(), "ip:"+testClientIP, false, false, time.Minute)
+	}
+	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret), ip: testClientIP}).do(t, h); rec.Code != 200 {
+		t.Fatalf("after the claims were released: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestCheaperBcryptHashIsWarnedOf: a bcrypt hash below the highest cost is
+// named in a warning at provision, since its failures cost more.
+func TestCheaperBcryptHashIsWarnedOf(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	newTestHandlerLogging(t, func(h *Handler) {
+		h.Clients = append(h.Clients,
+			Client{ID: "cheap", SecretHashes: []string{bcryptHash(t, "a", 4)}},
+			Client{ID: "dear", SecretHashes: []string{bcryptHash(t, "b", 5)}})
+	}, zap.New(core))
+	found := false
+	for _, e := range logs.All() {
+		if strings.Contains(e.Message, "bcrypt hashes below the highest configured cost") {
+			found = fmt.Sprint(e.ContextMap()["client_ids"]) == "[cheap]"
+		}
+	}
+	if !found {
+		t.Fatalf("no warning naming [cheap]: %v", logs.All())
 	}
 }

@@ -207,6 +207,9 @@ func TestEndlessUpstreamErrors(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, func() bool { return up.StreamsEnded.Load() >= 2 },
 		"the upstream of an endless and a trickling error was not cut off")
+	if logs := g.caddy.Logs(); !strings.Contains(logs, "aborting with incomplete response") || strings.Contains(logs, "panic") {
+		t.Errorf("want Caddy's Warn line for each cut, and no panic in the logs")
+	}
 
 	pid := g.caddy.PID()
 	before := rssKiB(t, pid)

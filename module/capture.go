@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,10 +56,20 @@ func passesThrough(status int) bool {
 // pass through.
 func bufferErrors(status int, _ http.Header) bool { return !passesThrough(status) }
 
+// capturePool keeps captures with their staged header maps between
+// requests.
+var capturePool = sync.Pool{New: func() any { return &capture{staged: make(http.Header)} }}
+
+// maxPooledHeaders bounds the staged header map put back into the pool.
+const maxPooledHeaders = 32
+
 // newCapture wraps w for one upstream call; cancel stops the upstream
-// request when an error body is cut.
+// request when an error body is cut. done gives it back.
 func newCapture(w http.ResponseWriter, buf *bytes.Buffer, cancel context.CancelFunc) *capture {
-	return &capture{rec: caddyhttp.NewResponseRecorder(w, buf, bufferErrors), staged: make(http.Header), cancel: cancel}
+	c := capturePool.Get().(*capture)
+	c.rec = caddyhttp.NewResponseRecorder(w, buf, bufferErrors)
+	c.cancel = cancel
+	return c
 }
 
 // Header is the staged header map until a status that passes through was
@@ -117,12 +128,20 @@ func (c *capture) stop() {
 	c.cancel()
 }
 
-// done releases the timer and the upstream request.
+// done releases the timer and the upstream request, and puts c back into
+// the pool unless the timer may still be running or its map grew big.
 func (c *capture) done() {
-	if c.timer != nil {
-		c.timer.Stop()
+	pool := len(c.staged) <= maxPooledHeaders
+	if c.timer != nil && !c.timer.Stop() {
+		pool = false // stop may be running on another goroutine
 	}
 	c.cancel()
+	if !pool {
+		return
+	}
+	clear(c.staged)
+	*c = capture{staged: c.staged}
+	capturePool.Put(c)
 }
 
 // recorded reports whether an answer is held back for the envelope.

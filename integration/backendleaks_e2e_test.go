@@ -280,3 +280,17 @@ func TestMetadataCachePolicy(t *testing.T) {
 		t.Errorf("with issuer: %d Cache-Control %q Vary %q %s", r.status, r.header.Get("Cache-Control"), r.header.Get("Vary"), r.body)
 	}
 }
+
+// TestGatewayHeadersKept: headers the gateway's own config sets (here a
+// `header` directive) stay on an error envelope while the upstream's go.
+func TestGatewayHeadersKept(t *testing.T) {
+	up := leaky.New()
+	g := startGatewaySite(t, gatewayConfig{Upstream: newUpstream(t, up)}, "\theader X-Gateway-Policy strict")
+	tok := g.issue(appID, appSecret)
+	for _, name := range []string{"html-500", "redirect-302", "challenge-401"} {
+		r := leakyCall(t, g, tok, name)
+		if r.header.Get("X-Gateway-Policy") != "strict" || r.header.Get("Set-Cookie") != "" || r.header.Get("X-Powered-By") != "" {
+			t.Errorf("%s: headers %v, want the gateway's X-Gateway-Policy and none of the upstream's", name, r.header)
+		}
+	}
+}

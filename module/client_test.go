@@ -1,6 +1,7 @@
 package outergate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,9 +113,18 @@ func TestClientAuthenticate(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.verifiers = append(c.verifiers, v)
+				c.bindings = append(c.bindings, tokenBinding("", c.ID, h))
 			}
-			if got := c.authenticate(tc.secret); got != tc.want {
+			binding, got := c.authenticate(tc.secret)
+			if got != tc.want {
 				t.Fatalf("authenticate(%q) = %v, want %v", tc.secret, got, tc.want)
+			}
+			// The binding is that of the hash that matched.
+			if got && !slices.ContainsFunc(tc.hashes, func(h string) bool {
+				v, _ := parseSecretHash(h)
+				return v.verify(tc.secret) && binding == tokenBinding("", c.ID, h)
+			}) {
+				t.Errorf("binding %q is not that of a matching hash", binding)
 			}
 		})
 	}
@@ -185,13 +195,13 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	}
 	spy := &countingVerifier{}
 	h.auth.decoy = spy
-	if _, ok := h.auth.verify("nobody", "x"); ok {
+	if _, _, ok := h.auth.verify("nobody", "x"); ok {
 		t.Fatal("unknown client authenticated")
 	}
 	if spy.n != 1 {
 		t.Fatalf("decoy checked %d times for an unknown client, want 1", spy.n)
 	}
-	if c, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
+	if c, _, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
 		t.Fatal("bcrypt client refused")
 	}
 	if spy.n != 1 {
@@ -199,13 +209,13 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	}
 	// Every failure costs the same (issue 12 item 7): a SHA-256 client's
 	// wrong secret pays the decoy, a bcrypt client's its own hash.
-	if _, ok := h.auth.verify(testClientID, "wrong"); ok {
+	if _, _, ok := h.auth.verify(testClientID, "wrong"); ok {
 		t.Fatal("wrong secret accepted")
 	}
 	if spy.n != 2 {
 		t.Fatalf("decoy checked %d times after a SHA-256 client's failure, want 2", spy.n)
 	}
-	if _, ok := h.auth.verify("legacy", "wrong"); ok {
+	if _, _, ok := h.auth.verify("legacy", "wrong"); ok {
 		t.Fatal("wrong bcrypt secret accepted")
 	}
 	if spy.n != 2 {

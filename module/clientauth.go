@@ -55,6 +55,9 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 	if kind == bodyOther {
 		return req, badRequest("unsupported content type: use application/x-www-form-urlencoded or application/json")
 	}
+	if contentEncoded(r.Header) {
+		return req, unsupportedMedia("Content-Encoding is not supported on request bodies")
+	}
 	body, aerr := readBody(r)
 	if aerr != nil {
 		return req, aerr
@@ -78,7 +81,7 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 		return req, aerr
 	}
 	if basic {
-		if req.clientSecret != "" || len(p["client_secret"]) > 0 {
+		if req.clientSecret != "" || len(p.get("client_secret")) > 0 {
 			return req, badRequest("use one client authentication method: HTTP Basic or client_secret in the body, not both")
 		}
 		if req.clientID != "" && req.clientID != user {
@@ -152,8 +155,9 @@ func authorizationHeader(h http.Header) (string, int) {
 // authenticated is a client whose secret was checked, with the parameters
 // of its request.
 type authenticated[P any] struct {
-	client *Client
-	params P
+	client  *Client
+	binding string // of the secret hash that matched (binding.go)
+	params  P
 }
 
 // authenticateClient runs what every client-authenticated endpoint shares:
@@ -193,7 +197,7 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 		a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
 		return none, aerr, err
 	}
-	client, ok := a.verify(req.clientID, req.clientSecret)
+	client, binding, ok := a.verify(req.clientID, req.clientSecret)
 	err := a.byAddress.release(ctx, ipKey, !ok)
 	if cerr := a.byClient.release(ctx, clientKey, !ok); err == nil {
 		err = cerr
@@ -206,7 +210,7 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 		a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
 		return none, aerr, nil
 	}
-	return authenticated[P]{client: client, params: req.params}, nil, nil
+	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil
 }
 
 // lockKey names the per-client lockout counter of a client id: the id
@@ -221,20 +225,23 @@ func lockKey(clients map[string]*Client, id string) string {
 	return "client:~" + hex.EncodeToString(sum[:16])
 }
 
-// verify checks a client's secret. Every failure costs the same work
-// whatever the id (failcost.go): a success may be quick, a failure pays
-// the decoy for what the id's own hashes did not cost.
-func (a *clientAuth) verify(id, secret string) (*Client, bool) {
+// verify checks a client's secret and returns the binding of the hash that
+// matched (binding.go). Every failure costs the same work whatever the id
+// (failcost.go): a success may be quick, a failure pays the decoy for what
+// the id's own hashes did not cost.
+func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 	c, known := a.clients[id]
-	if known && c.authenticate(secret) {
-		return c, true
+	if known {
+		if binding, ok := c.authenticate(secret); ok {
+			return c, binding, true
+		}
 	}
 	paid := 0
 	if known {
 		paid = c.decoyEquivalents
 	}
 	a.cost.payDecoy(a.decoy, secret, paid)
-	return nil, false
+	return nil, "", false
 }
 
 // claimedClient names an unverified client id in the audit log: as it is

@@ -244,12 +244,17 @@ func (s *RedisStore) CountClient(ctx context.Context, clientID string) (int, err
 
 // ResetFailures implements FailureStore.
 func (s *RedisStore) ResetFailures(ctx context.Context, key string) error {
-	ctx, cancel := s.conn.op(ctx)
-	defer cancel()
-	if err := s.conn.client.Del(ctx, s.conn.failureKey(key)).Err(); err != nil {
-		return unavailable("reset failures", err)
-	}
-	return nil
+	return s.conn.resetFailures(ctx, key)
+}
+
+// Reserve implements FailureStore.
+func (s *RedisStore) Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+	return s.conn.reserve(ctx, key, max, window)
+}
+
+// Release implements FailureStore.
+func (s *RedisStore) Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
+	return s.conn.release(ctx, key, failed, reset, window)
 }
 
 // Load implements TokenStore.

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // TestRedisClients runs two instances' client registries on one real
 // Redis: a change on one is seen by the other, and every write is a
 // compare-and-swap, so a change made from a stale copy is refused.
 func TestRedisClients(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	ctx := context.Background()
 	open := func(n int) *redisClients {
 		c, err := newRedisClients(redisTestInstance(t, rd, n, time.Second), testLogger(t))

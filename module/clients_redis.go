@@ -17,22 +17,26 @@ import (
 // notification was lost; changes normally arrive at once through pub/sub.
 const redisClientsPoll = time.Second
 
-// clientRegistryConn is the one thing the managed clients need from the
-// Redis store: its go-redis client, key prefix and operation timeout.
-func (s *RedisStore) clientRegistryConn() (redis.UniversalClient, string, time.Duration) {
-	return s.conn.client, s.conn.prefix, s.conn.timeout
+// clientRegistryConn is what the managed clients need from the Redis
+// store: its pooled connection, for the go-redis client, the key prefix,
+// the operation timeout and its write path (store_redis_write.go: WAIT for
+// replicas, the Sentinel failover fence, Cluster routing).
+func (s *RedisStore) clientRegistryConn() *redisConn {
+	return s.conn
 }
 
 // redisClients is the ClientStore of the Redis store. Every managed client
 // is one field (its id) of the hash <prefix>{clients}, whose JSON value is
 // the record; <prefix>{clients}:v counts changes. Each change is one Lua
-// script (hash and counter in one hash slot, so it also runs on a Cluster)
-// followed by a PUBLISH of the id on <prefix>clients. Every instance keeps
+// script (hash and counter in one hash slot, so it also runs on a Cluster),
+// sent through the Redis store's write path (WAIT for replicas), followed
+// by a PUBLISH of the id on <prefix>clients. Every instance keeps
 // the whole registry in memory, reloads it when it subscribes, applies each
 // notification, and polls the counter every second to catch a lost one:
 // a change is in effect everywhere within about a second, and looking a
 // client up costs no round trip.
 type redisClients struct {
+	conn    *redisConn
 	client  redis.UniversalClient
 	hash    string
 	version string
@@ -48,14 +52,16 @@ type redisClients struct {
 }
 
 func newRedisClients(s *RedisStore, logger *zap.Logger) (*redisClients, error) {
-	client, prefix, timeout := s.clientRegistryConn()
+	conn := s.clientRegistryConn()
+	prefix := conn.prefix
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &redisClients{
-		client:       client,
+		conn:         conn,
+		client:       conn.client,
 		hash:         prefix + "{clients}",
 		version:      prefix + "{clients}:v",
 		channel:      prefix + "clients",
-		timeout:      timeout,
+		timeout:      conn.timeout,
 		logger:       logger,
 		localClients: newLocalClients(),
 		cancel:       cancel,
@@ -153,7 +159,17 @@ func (c *redisClients) write(ctx context.Context, id string, old, rec *managedCl
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	n, err := clientWriteScript.Run(ctx, c.client, []string{c.hash, c.version}, id, want, next).Int64()
+	// The Redis store's write path: like a token, a change is answered as
+	// done only once the required replicas have it (WAIT), and not while
+	// the Sentinels announce a failover.
+	var res *redis.Cmd
+	err = c.conn.write(ctx, c.hash, func(p redis.Pipeliner) {
+		res = clientWriteScript.Eval(ctx, p, []string{c.hash, c.version}, id, want, next)
+	})
+	if err != nil {
+		return unavailable("client write", err)
+	}
+	n, err := res.Int64()
 	if err != nil {
 		return unavailable("client write", err)
 	}

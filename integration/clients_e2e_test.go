@@ -354,6 +354,7 @@ func TestManagedClientsAPIRules(t *testing.T) {
 		{"patch an unknown client", "PATCH", "/outergate/clients/nobody", `{"scope":"read"}`, 404, "no client"},
 		{"rotate an unknown client", "POST", "/outergate/clients/nobody/rotate", `{}`, 404, "no client"},
 		{"delete an unknown client", "DELETE", "/outergate/clients/nobody", ``, 404, "no client"},
+		{"body over 64 KiB", "POST", "/outergate/clients", `{"id":"big","scope":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger than"},
 		{"PUT the collection", "PUT", "/outergate/clients", `{}`, 405, "not allowed"},
 		{"GET rotate", "GET", "/outergate/clients/victim/rotate", ``, 405, "not allowed"},
 		{"unknown sub-resource", "POST", "/outergate/clients/victim/renew", `{}`, 404, "no such"},
@@ -448,6 +449,15 @@ func TestManagedClientsCLI(t *testing.T) {
 		t.Errorf("a token of the deleted client: %d %d, want 401", s, c)
 	}
 
+	// Without --address, the admin address comes from --config.
+	cfg := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(cfg, []byte("{\n\tadmin "+addr+"\n}\n:1 {\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "outergate", "client", "list", "--config", cfg, "--adapter", "caddyfile").CombinedOutput(); err != nil || !strings.Contains(string(out), `"id": "`+appID+`"`) {
+		t.Errorf("list with --config: %v %s", err, out)
+	}
+
 	// An error is reported with the API's message and a failing exit code.
 	cmd := exec.Command(bin, "outergate", "client", "update", appID, "--scope", "read", "--address", addr)
 	out, err := cmd.CombinedOutput()
@@ -491,5 +501,20 @@ func TestConfiguredClientWinsOverManaged(t *testing.T) {
 	g.reload(gatewayConfig{})
 	if s, c := tokenStatus(g, "late", managed); s != http.StatusOK {
 		t.Errorf("the managed secret once the config drops the id: %d %d, want 200", s, c)
+	}
+}
+
+// TestManagedClientsWithoutHandler: with no outergate handler running, the
+// client routes answer 503 and say why.
+func TestManagedClientsWithoutHandler(t *testing.T) {
+	c := harness.StartCaddy(t, bin, fmt.Sprintf(":%d {\n\trespond ok\n}", harness.FreePort(t)))
+	for _, call := range [][3]string{{"POST", "/outergate/clients", `{"id":"x"}`}, {"DELETE", "/outergate/clients/x", ``}} {
+		status, raw := opsAdmin(t, c, call[0], call[1], call[2])
+		if status != http.StatusServiceUnavailable || !bytes.Contains(raw, []byte("no outergate handler")) {
+			t.Errorf("%s %s without a handler: %d %s, want 503", call[0], call[1], status, raw)
+		}
+	}
+	if status, raw := opsAdmin(t, c, "GET", "/outergate/clients", ""); status != http.StatusOK || string(raw) != `{"clients":[]}` {
+		t.Errorf("GET /outergate/clients without a handler: %d %s, want an empty list", status, raw)
 	}
 }

@@ -23,6 +23,7 @@ type protector struct {
 	requireParams  []string
 	identityHeader string
 	normalize      *normalizer
+	limits         *limits // the clients' rate limits, quotas and in-flight caps
 	audit          auditLog
 	logger         *zap.Logger
 	out            envelopeRenderer
@@ -61,6 +62,9 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if aerr != nil {
 		return p.out.failure(w, aerr)
 	}
+	if aerr := p.limits.check(w, r, rec.ClientID); aerr != nil {
+		return p.out.failure(w, aerr)
+	}
 	if aerr := methodOverride(r.Header); aerr != nil {
 		p.audit.refusal(r, "method override refused", aerr, zap.String("client_id", rec.ClientID))
 		return p.out.failure(w, aerr)
@@ -75,6 +79,11 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", rec.ClientID)
 	repl.Set("http.auth.user.scope", rec.Scope)
+	release, aerr := p.limits.acquire(r, rec.ClientID)
+	if aerr != nil {
+		return p.out.failure(w, aerr)
+	}
+	defer release()
 	return p.normalize.proxy(w, r, next)
 }
 

@@ -805,6 +805,12 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // poolKey names the pooled connection behind the store.
 func (s *RedisStore) poolKey() string { return s.key }
 
+// rateLimitRedis lets the client limits count in this store's Redis
+// (rateLimiterProvider, ratelimit_redis.go).
+func (s *RedisStore) rateLimitRedis() (redis.UniversalClient, string, time.Duration) {
+	return s.conn.client, s.conn.prefix, s.conn.timeout
+}
+
 // Interface guards
 var (
 	_ Store                 = (*RedisStore)(nil)

@@ -185,7 +185,7 @@ func quotaReply(cmd *redis.Cmd) (allowed bool, count, resetMS int64, window stri
 
 // Interface guards
 var (
-	_ limiter = (*redisLimiter)(nil)
+	_ limiter             = (*redisLimiter)(nil)
 	_ rediser             = (*quotaPiggyback)(nil)
 	_ rateLimiterProvider = (*RedisStore)(nil)
 )

@@ -225,9 +225,6 @@ func (h *Handler) provisionClients() error {
 		if c.TokenTTL != 0 {
 			c.ttl = time.Duration(c.TokenTTL)
 		}
-		if c.ttl < time.Second {
-			return fmt.Errorf("client %q: token_ttl must be at least 1s, got %s", c.ID, c.ttl)
-		}
 		c.scopes = h.scopes
 		if c.Scope != "" {
 			c.scopes = strings.Fields(c.Scope)
@@ -260,6 +257,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.ThrottleFailures < 0 || h.ThrottleWindow < 0 || h.ThrottleClientFailures < 0 || h.ThrottleClientWindow < 0 {
 		return fmt.Errorf("throttle: failures and window must be positive")
+	}
+	for _, c := range h.clients {
+		if c.ttl < time.Second {
+			return fmt.Errorf("client %q: token_ttl must be at least 1s, got %s", c.ID, c.ttl)
+		}
 	}
 	if h.MaxInFlight < 0 {
 		return fmt.Errorf("max_in_flight must be positive, got %d", h.MaxInFlight)

@@ -82,7 +82,7 @@ type gateway struct {
 func startGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := httptest.NewServer(g.backend)
 	t.Cleanup(up.Close)
@@ -106,6 +106,7 @@ func (g *gateway) caddyfile() string {
 	}
 	return fmt.Sprintf(`:%d {
 	outergate {
+		portal `+portalPath+`
 		token_ttl %s
 		client %s %s
 		client %s %s {
@@ -539,6 +540,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, rr.target, err)
 	}
+	g.checkRaw(t, rr.bytes(g.hostPort()), r)
 	return r
 }
 
@@ -549,7 +551,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 func startGatewaySite(t *testing.T, cfg gatewayConfig, siteExtra string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := newUpstream(t, g.backend)
 	if g.cfg.Upstream == "" {

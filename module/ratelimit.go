@@ -65,6 +65,7 @@ type ratePolicy struct {
 	requests int
 	burst    int
 	period   time.Duration
+	key      string // names the limit in its Redis key
 }
 
 // quotaPolicy is a provisioned Quota.
@@ -103,7 +104,8 @@ func newPolicy(def, own *RateLimit, defQuota, ownQuota *Quota, defInFlight, ownI
 		if period < time.Millisecond || burst < 0 {
 			return p, fmt.Errorf("rate_limit: period must be at least 1ms and burst positive")
 		}
-		p.rate = ratePolicy{requests: rl.Requests, burst: burst, period: period}
+		p.rate = ratePolicy{requests: rl.Requests, burst: burst, period: period,
+			key: fmt.Sprintf("%d/%d/%d", rl.Requests, period.Milliseconds(), burst)}
 	}
 	q := defQuota
 	if ownQuota != nil {

@@ -50,6 +50,7 @@ type clientState struct {
 	dead        bool          // swept: look the client up again
 	bucket      *rate.Limiter // the memory limiter's token bucket
 	quotaWindow int64         // index of the quota's current window
+	quotaLength time.Duration // and its length
 	quotaCount  int
 	keepUntil   int64 // Unix ns until which the state holds something
 
@@ -190,8 +191,8 @@ func (c *clientState) allow(now time.Time, p *policy) limitResult {
 	var windowEnd time.Time
 	if q := p.quota; q.requests > 0 {
 		idx := now.UnixNano() / int64(q.window)
-		if idx != c.quotaWindow {
-			c.quotaWindow, c.quotaCount = idx, 0
+		if idx != c.quotaWindow || q.window != c.quotaLength {
+			c.quotaWindow, c.quotaLength, c.quotaCount = idx, q.window, 0
 		}
 		windowEnd = time.Unix(0, (idx+1)*int64(q.window))
 		res.quotaReset = windowEnd.Sub(now)
@@ -203,11 +204,10 @@ func (c *clientState) allow(now time.Time, p *policy) limitResult {
 	}
 	if r := p.rate; r.requests > 0 {
 		limit := rate.Limit(float64(r.requests) / r.period.Seconds())
-		if c.bucket == nil {
+		if c.bucket == nil || c.bucket.Limit() != limit || c.bucket.Burst() != r.burst {
+			// A new or changed limit (a reload) starts with a full bucket,
+			// as it does in Redis, where the limit is part of the key.
 			c.bucket = rate.NewLimiter(limit, r.burst)
-		} else if c.bucket.Limit() != limit || c.bucket.Burst() != r.burst {
-			c.bucket.SetLimitAt(now, limit)
-			c.bucket.SetBurstAt(now, r.burst)
 		}
 		if res.allowed && !c.bucket.AllowN(now, 1) {
 			res.allowed, res.reason = false, reasonRate

@@ -37,10 +37,17 @@ func newRedisLimiter(p rateLimiterProvider) *redisLimiter {
 	return &redisLimiter{client: client, prefix: prefix, timeout: timeout, rate: redis_rate.NewLimiter(client)}
 }
 
-// rateKey is the bucket's key; redis_rate puts "rate:" before it.
-func (l *redisLimiter) rateKey(clientID string) string { return l.prefix + "rl:{" + clientID + "}" }
+// rateKey is the bucket's key; redis_rate puts "rate:" before it. The
+// limit is part of it, so that a changed limit (a reload) starts with a
+// full bucket rather than the old one's debt.
+func (l *redisLimiter) rateKey(clientID string, r ratePolicy) string {
+	return l.prefix + "rl:{" + clientID + "}:" + r.key
+}
 
-func (l *redisLimiter) quotaKey(clientID string) string { return l.prefix + "q:{" + clientID + "}" }
+// quotaKey is the quota's key; the window's length is part of it.
+func (l *redisLimiter) quotaKey(clientID string, q quotaPolicy) string {
+	return l.prefix + "q:{" + clientID + "}:" + strconv.FormatInt(q.window.Milliseconds(), 10)
+}
 
 // quotaScript counts one request in the client's current fixed window
 // (a hash: w the window's index on Redis's clock, n the count), unless the
@@ -77,7 +84,7 @@ func (l *redisLimiter) allow(ctx context.Context, clientID string, p *policy) (l
 	res := limitResult{allowed: true}
 	var q *quotaCall
 	if p.quota.requests > 0 {
-		q = &quotaCall{key: l.quotaKey(clientID), args: []any{p.quota.requests, p.quota.window.Milliseconds()}}
+		q = &quotaCall{key: l.quotaKey(clientID, p.quota), args: []any{p.quota.requests, p.quota.window.Milliseconds()}}
 	}
 	if p.rate.requests > 0 {
 		rl := l.rate
@@ -85,7 +92,7 @@ func (l *redisLimiter) allow(ctx context.Context, clientID string, p *policy) (l
 			rl = redis_rate.NewLimiter(&quotaPiggyback{UniversalClient: l.client, quota: q})
 		}
 		limit := redis_rate.Limit{Rate: p.rate.requests, Burst: p.rate.burst, Period: p.rate.period}
-		rr, err := rl.Allow(ctx, l.rateKey(clientID), limit)
+		rr, err := rl.Allow(ctx, l.rateKey(clientID, p.rate), limit)
 		if err != nil {
 			return res, unavailable("rate limit", err)
 		}

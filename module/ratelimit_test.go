@@ -33,17 +33,17 @@ func TestNewPolicy(t *testing.T) {
 	}{
 		{name: "nothing set: no limits"},
 		{name: "the handler's defaults apply", def: def, defQ: defQ, defF: 20,
-			wantRate: ratePolicy{50, 100, time.Second}, wantQuota: quotaPolicy{1000, time.Hour}, wantFlight: 20,
+			wantRate: ratePolicy{50, 100, time.Second, "50/1000/100"}, wantQuota: quotaPolicy{1000, time.Hour}, wantFlight: 20,
 			wantHeader: `"rate";q=100;w=2, "quota";q=1000;w=3600`},
 		{name: "a client's own limits override them", def: def, own: &RateLimit{Requests: 5, Period: sec, Burst: 5},
 			defQ: defQ, ownQ: &Quota{Requests: 10, Window: caddy.Duration(24 * time.Hour)}, defF: 20, ownF: 2,
-			wantRate: ratePolicy{5, 5, time.Second}, wantQuota: quotaPolicy{10, 24 * time.Hour}, wantFlight: 2,
+			wantRate: ratePolicy{5, 5, time.Second, "5/1000/5"}, wantQuota: quotaPolicy{10, 24 * time.Hour}, wantFlight: 2,
 			wantHeader: `"rate";q=5;w=1, "quota";q=10;w=86400`},
 		{name: "off turns a default off", def: def, own: &RateLimit{Off: true}, defQ: defQ, ownQ: &Quota{Off: true}, defF: 20, ownF: -1},
 		{name: "burst defaults to the rate", own: &RateLimit{Requests: 10, Period: caddy.Duration(time.Minute)},
-			wantRate: ratePolicy{10, 10, time.Minute}, wantHeader: `"rate";q=10;w=60`},
+			wantRate: ratePolicy{10, 10, time.Minute, "10/60000/10"}, wantHeader: `"rate";q=10;w=60`},
 		{name: "period defaults to 1s", own: &RateLimit{Requests: 3},
-			wantRate: ratePolicy{3, 3, time.Second}, wantHeader: `"rate";q=3;w=1`},
+			wantRate: ratePolicy{3, 3, time.Second, "3/1000/3"}, wantHeader: `"rate";q=3;w=1`},
 		{name: "zero requests is an error", own: &RateLimit{Requests: 0, Period: sec}, wantErrPart: "requests must be positive"},
 		{name: "a quota window under 1s is an error", ownQ: &Quota{Requests: 1, Window: caddy.Duration(time.Millisecond)}, wantErrPart: "quota"},
 	} {
@@ -96,9 +96,10 @@ func TestMemoryBucket(t *testing.T) {
 	if res := c.allow(now.Add(200*time.Millisecond), p); !res.allowed {
 		t.Fatalf("at Retry-After: %+v, want allowed", res)
 	}
-	// A change of limit on reload applies to the next request.
+	// A change of limit on reload applies to the next request, with a
+	// full bucket.
 	p2 := testPolicy(t, &RateLimit{Requests: 1, Period: caddy.Duration(time.Minute), Burst: 1}, nil, 0)
-	later := now.Add(time.Hour)
+	later := now.Add(300 * time.Millisecond)
 	if res := c.allow(later, p2); !res.allowed || res.rateRemaining != 0 {
 		t.Fatalf("first under the new limit: %+v", res)
 	}

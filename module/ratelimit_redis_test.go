@@ -166,6 +166,9 @@ func startRedisCluster(t *testing.T, n int) []string {
 	t.Helper()
 	harness.RequireRedisServer(t)
 	if _, err := exec.LookPath("redis-cli"); err != nil {
+		if os.Getenv("OUTERGATE_REQUIRE_REDIS") == "1" {
+			t.Fatalf("redis-cli not found and OUTERGATE_REQUIRE_REDIS=1: %v", err)
+		}
 		t.Skip("redis-cli not found (Debian: apt-get install redis-tools)")
 	}
 	dir := t.TempDir()

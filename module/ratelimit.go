@@ -56,8 +56,10 @@ type policy struct {
 	rate        ratePolicy
 	quota       quotaPolicy
 	maxInFlight int
-	// header is the RateLimit-Policy value, built once.
-	header string
+	// header is the RateLimit-Policy value, built once; headerValue holds
+	// it as a header map value (len = cap = 1, so that an Add copies).
+	header      string
+	headerValue []string
 }
 
 // ratePolicy is a provisioned RateLimit.
@@ -126,6 +128,7 @@ func newPolicy(def, own *RateLimit, defQuota, ownQuota *Quota, defInFlight, ownI
 		return p, fmt.Errorf("max_in_flight must be positive (or -1: none), got %d", min(ownInFlight, defInFlight))
 	}
 	p.header = p.policyHeader()
+	p.headerValue = []string{p.header}
 	return p, nil
 }
 
@@ -274,7 +277,7 @@ func setRateLimitHeaders(h http.Header, p *policy, res *limitResult) {
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, ceilSeconds(res.quotaReset), 10)
 	}
-	h["Ratelimit-Policy"] = []string{p.header}
+	h["Ratelimit-Policy"] = p.headerValue[:1:1]
 	h["Ratelimit"] = []string{string(b)}
 }
 

@@ -58,7 +58,7 @@ func TestNewPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.rate != tc.wantRate || p.quota != tc.wantQuota || p.maxInFlight != tc.wantFlight || p.header != tc.wantHeader {
+			if p.rate != tc.wantRate || p.quota != tc.wantQuota || p.maxInFlight != tc.wantFlight || p.header != tc.wantHeader || p.headerValue[0] != tc.wantHeader {
 				t.Fatalf("policy = %+v, want rate %+v quota %+v in flight %d header %q", p, tc.wantRate, tc.wantQuota, tc.wantFlight, tc.wantHeader)
 			}
 		})

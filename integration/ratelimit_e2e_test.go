@@ -343,3 +343,56 @@ func TestRateLimitAcrossReload(t *testing.T) {
 		})
 	}
 }
+
+// TestProtectingTheBackendExample runs the layout of README's "Protecting
+// the backend": a client capped by outergate (max_in_flight 2) beside one
+// that is not, in front of reverse_proxy with passive health checks
+// (unhealthy_request_count 3) and max_conns_per_host. Against a hanging
+// backend, the capped client's third request is refused by outergate
+// (429), and once the backend holds 3 requests, Caddy takes it out of
+// rotation: the next request is answered 503 + 23090 at once, never
+// forwarded; when the requests end, both clients pass again.
+func TestProtectingTheBackendExample(t *testing.T) {
+	g := startGateway(t, gatewayConfig{Extra: limitedClient("\t\t\tmax_in_flight 2\n\t\t\trate_limit 50/1s burst 100")})
+	site := g.caddyfile()
+	withChecks := strings.Replace(site, "\t\ttransport http {\n", "\t\tfail_duration 30s\n\t\tmax_fails 100\n\t\tunhealthy_request_count 3\n"+
+		"\t\ttransport http {\n\t\t\tmax_conns_per_host 50\n", 1)
+	if withChecks == site {
+		t.Fatal("could not add the health checks to the test Caddyfile")
+	}
+	g.reloadWith(withChecks)
+	tokL := g.issue(limitedID, limitedSecret)
+	tokA := g.issue(appID, appSecret)
+	slow := func(tok string) request { return request{path: infoPath + legacy.DeviceSlow, header: bearer(tok)} }
+	online := func(tok string) request { return request{path: infoPath + legacy.DeviceOnline, header: bearer(tok)} }
+
+	var wg sync.WaitGroup
+	var ended atomic.Int32
+	for _, tok := range []string{tokL, tokL, tokA} {
+		wg.Go(func() {
+			r := g.do(slow(tok))
+			ended.Add(1)
+			if r.status != http.StatusGatewayTimeout {
+				t.Errorf("slow request: %d %s, want 504", r.status, r.body)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(g.backend.Requests()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(g.backend.Requests()); n != 3 {
+		t.Fatalf("backend holds %d requests, want 3", n)
+	}
+	expect(t, g.do(online(tokL)), 429, 23029, "") // outergate: limited's cap
+	expect(t, g.do(online(tokA)), 503, 23090, "") // Caddy: the backend is full
+	if ended.Load() != 0 {
+		t.Fatal("the refusals came only after a slow request ended")
+	}
+	wg.Wait()
+	if n := len(g.backend.Requests()); n != 3 {
+		t.Fatalf("backend saw %d requests, want only the 3 slow ones", n)
+	}
+	expect(t, g.do(online(tokL)), 200, 0, "Device info")
+	expect(t, g.do(online(tokA)), 200, 0, "Device info")
+}

@@ -343,7 +343,7 @@ func (e *env) startVariant(variant string, up *upstream, redis *redisServer) (*c
 	switch variant {
 	case "stock":
 		token = strings.Repeat("x", 43)
-	case "memory", "redis":
+	case "memory", "redis", "memory-limited", "redis-limited":
 		token, err = c.token("bench", e.secret)
 	case "forward_auth":
 		token, err = up.issue()

@@ -360,3 +360,31 @@ func TestLimitCaddyfileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsSharedWithTheStore: two handlers on one memory store (two
+// sites, or the old and the new config of a reload) count a client's
+// limit together; one on another store counts apart.
+func TestLimitsSharedWithTheStore(t *testing.T) {
+	limit := func(store string) func(h *Handler) {
+		return func(h *Handler) {
+			h.StoreRaw = json.RawMessage(`{"module":"memory","name":"` + store + `"}`)
+			h.RateLimit = &RateLimit{Requests: 2, Period: caddy.Duration(time.Minute)}
+		}
+	}
+	a := newTestHandlerLogging(t, limit("shared-limits"), zap.NewNop())
+	b := newTestHandlerLogging(t, limit("shared-limits"), zap.NewNop())
+	c := newTestHandlerLogging(t, limit("other-limits"), zap.NewNop())
+	token := issueToken(t, a, testClientID, testClientSecret, "")
+	serve := func(h *Handler) int {
+		rec := httptest.NewRecorder()
+		_ = h.ServeHTTP(rec, protectedRequest(t, token), (&nextRecorder{}).handler())
+		return rec.Code
+	}
+	if got := []int{serve(a), serve(b), serve(a), serve(b)}; got[0] != 200 || got[1] != 200 || got[2] != 429 || got[3] != 429 {
+		t.Fatalf("two handlers on one store: %v, want 200 200 429 429", got)
+	}
+	saveRecord(t, c, token, TokenRecord{ClientID: testClientID, Scope: "read write", IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().Add(time.Hour).UnixMilli()})
+	if got := serve(c); got != 200 {
+		t.Fatalf("a handler on another store: %d, want 200", got)
+	}
+}

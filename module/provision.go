@@ -104,7 +104,6 @@ func (h *Handler) provisionLimits() error {
 		clientMetrics:   h.RateLimitClientMetrics,
 		audit:           h.audit,
 		logger:          h.logger,
-		out:             envelopeRenderer{h.logger},
 		auditSampleTime: defaultAuditSample,
 	}
 	for id, c := range h.clients {

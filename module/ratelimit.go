@@ -186,7 +186,6 @@ type limits struct {
 	clientMetrics   bool
 	audit           auditLog
 	logger          *zap.Logger
-	out             envelopeRenderer
 	auditSampleTime time.Duration
 }
 

@@ -298,3 +298,49 @@ func TestRateLimitFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+// startSentinel starts one redis-sentinel on a free port watching the
+// master at masterAddr as "mymaster", stopped at the end of the test, and
+// returns its address once it knows the master.
+func startSentinel(t *testing.T, masterAddr string) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-sentinel"); err != nil {
+		if os.Getenv("OUTERGATE_REQUIRE_REDIS") == "1" {
+			t.Fatalf("redis-sentinel not found and OUTERGATE_REQUIRE_REDIS=1: %v", err)
+		}
+		t.Skip("redis-sentinel not found (Debian: apt-get install redis-sentinel)")
+	}
+	host, port, _ := strings.Cut(masterAddr, ":")
+	sport := strconv.Itoa(harness.FreePort(t))
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	body := "port " + sport + "\nbind 127.0.0.1\nsentinel monitor mymaster " + host + " " + port + " 1\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-sentinel", conf)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + sport
+	waitRedisCLI(t, addr, "SENTINEL get-master-addr-by-name mymaster", port)
+	return addr
+}
+
+func TestRedisLimiterSentinel(t *testing.T) {
+	rd := harness.StartRedis(t)
+	sentinel := startSentinel(t, rd.Addr())
+	var limiters []*redisLimiter
+	var first redis.UniversalClient
+	for range 2 {
+		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sentinel}, MasterName: "mymaster",
+			DisableIdentity: true, DialTimeout: 500 * time.Millisecond, MaxRetries: 1})
+		t.Cleanup(func() { _ = c.Close() })
+		if first == nil {
+			first = c
+		}
+		limiters = append(limiters, newRedisLimiter(redisProvider{c, "og:"}))
+	}
+	limiterExactness(t, limiters, first)
+}

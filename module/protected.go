@@ -79,11 +79,11 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", rec.ClientID)
 	repl.Set("http.auth.user.scope", rec.Scope)
-	release, aerr := p.limits.acquire(r, rec.ClientID)
+	slot, aerr := p.limits.acquire(r, rec.ClientID)
 	if aerr != nil {
 		return p.out.failure(w, aerr)
 	}
-	defer release()
+	defer slot.release()
 	return p.normalize.proxy(w, r, next)
 }
 

@@ -215,19 +215,20 @@ func (l *limits) check(w http.ResponseWriter, r *http.Request, clientID string) 
 	return l.refuse(r, clientID, res.reason, res.retry)
 }
 
-// acquire takes one of clientID's in-flight places on this instance; the
-// returned release gives it back (call it once, deferred, so that a panic
-// or an error of the upstream gives it back too). nil answer: go on.
-func (l *limits) acquire(r *http.Request, clientID string) (release func(), aerr *apiError) {
+// acquire takes one of clientID's in-flight places on this instance, if
+// the client has a cap; release the returned slot once, deferred, so that
+// a panic or an error of the upstream gives it back too. A nil slot holds
+// nothing.
+func (l *limits) acquire(r *http.Request, clientID string) (*clientState, *apiError) {
 	p := l.policies[clientID]
 	if p == nil || p.maxInFlight <= 0 {
-		return func() {}, nil
+		return nil, nil
 	}
 	c, ok := l.local.acquire(clientID, p.maxInFlight)
 	if !ok {
 		return nil, l.refuse(r, clientID, reasonInFlight, time.Second)
 	}
-	return func() { c.inFlight.Add(-1) }, nil
+	return c, nil
 }
 
 // refuse counts and audits (sampled) one refusal and returns its answer.

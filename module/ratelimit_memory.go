@@ -164,6 +164,14 @@ func (s *limitState) acquire(id string, limit int) (*clientState, bool) {
 	}
 }
 
+// release gives back an in-flight place taken by acquire; on nil it does
+// nothing.
+func (c *clientState) release() {
+	if c != nil {
+		c.inFlight.Add(-1)
+	}
+}
+
 // memoryLimiter counts rate limits (golang.org/x/time/rate's token bucket)
 // and quotas in this process.
 type memoryLimiter struct{ state *limitState }

@@ -160,7 +160,7 @@ func TestLimitStateSweep(t *testing.T) {
 	if s.size() != 1 {
 		t.Fatalf("after the bucket refilled: %d clients, want 1 (the one in flight)", s.size())
 	}
-	busy.inFlight.Add(-1)
+	busy.release()
 	s.sweep(time.Now().Add(2 * time.Minute))
 	if s.size() != 0 {
 		t.Fatalf("after release: %d clients, want 0", s.size())

@@ -62,6 +62,13 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if aerr != nil {
 		return p.out.failure(w, aerr)
 	}
+	// The in-flight place first, so that a request it refuses takes
+	// nothing from the rate limit or the quota.
+	slot, aerr := p.limits.acquire(r, rec.ClientID)
+	if aerr != nil {
+		return p.out.failure(w, aerr)
+	}
+	defer slot.release()
 	if aerr := p.limits.check(w, r, rec.ClientID); aerr != nil {
 		return p.out.failure(w, aerr)
 	}
@@ -79,11 +86,6 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", rec.ClientID)
 	repl.Set("http.auth.user.scope", rec.Scope)
-	slot, aerr := p.limits.acquire(r, rec.ClientID)
-	if aerr != nil {
-		return p.out.failure(w, aerr)
-	}
-	defer slot.release()
 	return p.normalize.proxy(w, r, next)
 }
 

@@ -388,3 +388,43 @@ func TestLimitsSharedWithTheStore(t *testing.T) {
 		t.Fatalf("a handler on another store: %d, want 200", got)
 	}
 }
+
+// TestInFlightRefusalTakesNoRate: a request refused for the in-flight cap
+// takes nothing from the rate limit.
+func TestInFlightRefusalTakesNoRate(t *testing.T) {
+	h := limitedHandler(t, zap.NewNop(), func(c *Client) {
+		c.MaxInFlight = 1
+		c.RateLimit = &RateLimit{Requests: 2, Period: caddy.Duration(time.Hour)}
+	})
+	token := issueToken(t, h, testClientID, testClientSecret, "")
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		_ = h.ServeHTTP(rec, protectedRequest(t, token), caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			close(entered)
+			<-release
+			w.WriteHeader(200)
+			return nil
+		}))
+		done <- rec.Code
+	}()
+	<-entered
+	for range 3 {
+		rec := httptest.NewRecorder()
+		_ = h.ServeHTTP(rec, protectedRequest(t, token), failNext(t))
+		env := checkErrorEnvelope(t, rec, http.StatusTooManyRequests, CodeTooManyFailures)
+		if !strings.Contains(env.Meta.Message, "in flight") {
+			t.Fatalf("refusal %q, want the in-flight cap", env.Meta.Message)
+		}
+	}
+	close(release)
+	if code := <-done; code != 200 {
+		t.Fatalf("the request in flight: %d", code)
+	}
+	rec := httptest.NewRecorder()
+	_ = h.ServeHTTP(rec, protectedRequest(t, token), (&nextRecorder{}).handler())
+	if rec.Code != 200 {
+		t.Fatalf("second request of 2 per hour after 3 in-flight refusals: %d, want 200", rec.Code)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outergate/outergate/integration/harness"
 	"github.com/outergate/outergate/integration/legacy"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // The client the limit tests configure, beside the usual ones.
@@ -109,13 +110,32 @@ func TestRateLimitBurstThenRetryAfter(t *testing.T) {
 	}
 }
 
-// TestRateLimitSharedAcrossInstances: two gateways on one Redis, hammered
-// at once, together accept no more than burst + rate × elapsed, and each
+// TestRateLimitSharedAcrossInstances: two gateways on one Redis (a single
+// server, a real Cluster of 3 masters and 3 replicas, a real Sentinel
+// setup of 1 master, 2 replicas and 3 Sentinels), hammered at once, together accept no more than burst + rate × elapsed, and each
 // of them accepts some: the bucket is one. The backend saw exactly the
 // accepted requests.
 func TestRateLimitSharedAcrossInstances(t *testing.T) {
-	rd := harness.StartRedis(t)
-	extra := "\t\tstore redis " + rd.URL() + "\n" + limitedClient("\t\t\trate_limit 10/1s burst 10\n\t\t\tquota 1000/1h")
+	for _, topo := range []struct {
+		name  string
+		store func(t *testing.T) string
+	}{
+		{"single", func(t *testing.T) string { return "\t\tstore redis " + redistest.Start(t).URL() + "\n" }},
+		{"cluster", func(t *testing.T) string {
+			return "\t\tstore redis {\n\t\t\taddress " + strings.Join(redistest.StartCluster(t).Addrs(), " ") + "\n\t\t}\n"
+		}},
+		{"sentinel", func(t *testing.T) string {
+			return "\t\tstore redis {\n\t\t\taddress " + strings.Join(redistest.StartSentinel(t).SentinelAddrs(), " ") +
+				"\n\t\t\tmaster_name " + redistest.SentinelMasterName + "\n\t\t}\n"
+		}},
+	} {
+		t.Run(topo.name, func(t *testing.T) { rateLimitShared(t, topo.store(t)) })
+	}
+}
+
+// rateLimitShared is TestRateLimitSharedAcrossInstances on one store.
+func rateLimitShared(t *testing.T, store string) {
+	extra := store + limitedClient("\t\t\trate_limit 10/1s burst 10\n\t\t\tquota 1000/1h")
 	a := startGateway(t, gatewayConfig{Extra: extra})
 	b := startGateway(t, gatewayConfig{Extra: extra})
 	tok := a.issue(limitedID, limitedSecret)

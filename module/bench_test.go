@@ -23,7 +23,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -349,7 +349,7 @@ func BenchmarkRateLimit(b *testing.B) {
 		{"redis/rate+quota", rateAndQuota},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			rd := harness.StartRedis(b)
+			rd := redistest.Start(b)
 			client, rt := testRedisClient(b, rd.Addr())
 			lim, p, ctx := newRedisLimiter(redisProvider{client, "bench:"}), c.p(b), context.Background()
 			if _, err := lim.allow(ctx, testClientID, p); err != nil {

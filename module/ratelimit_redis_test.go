@@ -4,19 +4,15 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -60,7 +56,7 @@ func testRedisClient(t testing.TB, addrs ...string) (redis.UniversalClient, *rou
 }
 
 func TestRedisLimiterOneRoundTrip(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	client, rt := testRedisClient(t, rd.Addr())
 	lim := newRedisLimiter(redisProvider{client, "og:"})
 	for _, tc := range []struct {
@@ -92,7 +88,7 @@ func TestRedisLimiterOneRoundTrip(t *testing.T) {
 }
 
 func TestRedisLimiterQuotaGivenBackOnRateRefusal(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	client, _ := testRedisClient(t, rd.Addr())
 	lim := newRedisLimiter(redisProvider{client, "og:"})
 	p := testPolicy(t, &RateLimit{Requests: 1, Period: caddy.Duration(time.Minute)}, &Quota{Requests: 5, Window: caddy.Duration(time.Hour)}, 0)
@@ -158,85 +154,50 @@ func limiterExactness(t *testing.T, limiters []*redisLimiter, client redis.Unive
 }
 
 func TestRedisLimiterExactAcrossInstances(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	a, _ := testRedisClient(t, rd.Addr())
 	b, _ := testRedisClient(t, rd.Addr())
 	limiterExactness(t, []*redisLimiter{newRedisLimiter(redisProvider{a, "og:"}), newRedisLimiter(redisProvider{b, "og:"})}, a)
 }
 
-// startRedisCluster starts n redis-server processes in cluster mode on free
-// loopback ports, joins them into one cluster of n masters with
-// redis-cli --cluster create, waits until it is ok, and stops every
-// process at the end of the test.
-func startRedisCluster(t *testing.T, n int) []string {
+// redisStoreLimiters provisions n Redis stores on cfg, each with its own
+// pooled connection as separate instances would have, and returns their
+// limiters, built as the handler builds them (rateLimiterProvider), with a
+// round-trip counter on the first store's client.
+func redisStoreLimiters(t *testing.T, cfg RedisStore, n int) ([]*redisLimiter, redis.UniversalClient, *roundTrips) {
 	t.Helper()
-	harness.RequireRedisServer(t)
-	if _, err := exec.LookPath("redis-cli"); err != nil {
-		if os.Getenv("OUTERGATE_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-cli not found and OUTERGATE_REQUIRE_REDIS=1: %v", err)
+	var lims []*redisLimiter
+	var first redis.UniversalClient
+	rt := &roundTrips{}
+	for i := range n {
+		c := cfg
+		c.DialTimeout = caddy.Duration(DefaultRedisDialTimeout + time.Duration(i)*time.Millisecond)
+		s := redisTestProvision(t, c)
+		var p rateLimiterProvider = s
+		client, _, _ := p.rateLimitRedis()
+		if first == nil {
+			first = client
+			client.AddHook(rt)
 		}
-		t.Skip("redis-cli not found (Debian: apt-get install redis-tools)")
+		lims = append(lims, newRedisLimiter(p))
 	}
-	dir := t.TempDir()
-	var addrs []string
-	for range n {
-		port := strconv.Itoa(harness.FreePort(t))
-		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-			"--cluster-config-file", filepath.Join(dir, "nodes-"+port+".conf"), "--save", "", "--appendonly", "no",
-			"--dir", dir, "--loglevel", "warning")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
-		addrs = append(addrs, "127.0.0.1:"+port)
-	}
-	for _, a := range addrs {
-		waitRedisCLI(t, a, "PING", "PONG")
-	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	for _, a := range addrs {
-		waitRedisCLI(t, a, "CLUSTER INFO", "cluster_state:ok")
-	}
-	return addrs
-}
-
-// waitRedisCLI waits up to 10 s until `redis-cli -h -p cmd` prints want.
-func waitRedisCLI(t *testing.T, addr, cmd, want string) {
-	t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, strings.Fields(cmd)...)...).Output()
-		if strings.Contains(string(out), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %q never answered %q (last: %s)", addr, cmd, want, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return lims, first, rt
 }
 
 func TestRedisLimiterCluster(t *testing.T) {
-	addrs := startRedisCluster(t, 3)
-	a, rt := testRedisClient(t, addrs...)
-	b, _ := testRedisClient(t, addrs...)
-	la := newRedisLimiter(redisProvider{a, "og:"})
-	limiterExactness(t, []*redisLimiter{la, newRedisLimiter(redisProvider{b, "og:"})}, a)
+	cl := redistest.StartCluster(t)
+	lims, client, rt := redisStoreLimiters(t, RedisStore{Addresses: cl.Addrs(), KeyPrefix: "og:"}, 2)
+	limiterExactness(t, lims, client)
 
 	// A client's two keys share a slot, so one pipeline reaches one node;
 	// different clients spread over the masters.
+	la := lims[0]
 	p := testPolicy(t, &RateLimit{Requests: 1000, Period: caddy.Duration(time.Second)}, &Quota{Requests: 1000, Window: caddy.Duration(time.Hour)}, 0)
 	slots := map[int64]bool{}
 	for i := range 20 {
 		id := "client-" + strconv.Itoa(i)
-		rs := a.ClusterKeySlot(t.Context(), "rate:"+la.rateKey(id, p.rate)).Val()
-		qs := a.ClusterKeySlot(t.Context(), la.quotaKey(id, p.quota)).Val()
+		rs := client.ClusterKeySlot(t.Context(), "rate:"+la.rateKey(id, p.rate)).Val()
+		qs := client.ClusterKeySlot(t.Context(), la.quotaKey(id, p.quota)).Val()
 		if rs != qs {
 			t.Fatalf("%s: rate key in slot %d, quota key in %d", id, rs, qs)
 		}
@@ -260,11 +221,19 @@ func TestRedisLimiterCluster(t *testing.T) {
 	}
 }
 
+// TestRedisLimiterSentinel: the limits count on the master the store's
+// Sentinel watcher follows, exactly across two instances.
+func TestRedisLimiterSentinel(t *testing.T) {
+	st := redistest.StartSentinel(t)
+	lims, client, _ := redisStoreLimiters(t, RedisStore{Addresses: st.SentinelAddrs(), MasterName: redistest.SentinelMasterName, KeyPrefix: "og:"}, 2)
+	limiterExactness(t, lims, client)
+}
+
 // TestRateLimitFailsClosed: when the limiter's Redis does not answer, a
 // protected request gets 503 + 23090 and is not forwarded; with
 // rate_limit_fail_open it goes through uncounted.
 func TestRateLimitFailsClosed(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	for _, failOpen := range []bool{false, true} {
 		t.Run("fail_open="+strconv.FormatBool(failOpen), func(t *testing.T) {
 			h := newTestHandlerLogging(t, func(h *Handler) {
@@ -297,50 +266,4 @@ func TestRateLimitFailsClosed(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startSentinel starts one redis-sentinel on a free port watching the
-// master at masterAddr as "mymaster", stopped at the end of the test, and
-// returns its address once it knows the master.
-func startSentinel(t *testing.T, masterAddr string) string {
-	t.Helper()
-	if _, err := exec.LookPath("redis-sentinel"); err != nil {
-		if os.Getenv("OUTERGATE_REQUIRE_REDIS") == "1" {
-			t.Fatalf("redis-sentinel not found and OUTERGATE_REQUIRE_REDIS=1: %v", err)
-		}
-		t.Skip("redis-sentinel not found (Debian: apt-get install redis-sentinel)")
-	}
-	host, port, _ := strings.Cut(masterAddr, ":")
-	sport := strconv.Itoa(harness.FreePort(t))
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	body := "port " + sport + "\nbind 127.0.0.1\nsentinel monitor mymaster " + host + " " + port + " 1\n"
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-sentinel", conf)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
-	addr := "127.0.0.1:" + sport
-	waitRedisCLI(t, addr, "SENTINEL get-master-addr-by-name mymaster", port)
-	return addr
-}
-
-func TestRedisLimiterSentinel(t *testing.T) {
-	rd := harness.StartRedis(t)
-	sentinel := startSentinel(t, rd.Addr())
-	var limiters []*redisLimiter
-	var first redis.UniversalClient
-	for range 2 {
-		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{sentinel}, MasterName: "mymaster",
-			DisableIdentity: true, DialTimeout: 500 * time.Millisecond, MaxRetries: 1})
-		t.Cleanup(func() { _ = c.Close() })
-		if first == nil {
-			first = c
-		}
-		limiters = append(limiters, newRedisLimiter(redisProvider{c, "og:"}))
-	}
-	limiterExactness(t, limiters, first)
 }

@@ -382,7 +382,8 @@ func BenchmarkRateLimit(b *testing.B) {
 				b.Fatal(err)
 			}
 			now := time.Now()
-			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Hour).UnixMilli()}
+			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Hour).UnixMilli(),
+				Binding: h.clients[testClientID].bindings[0]}
 			if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
 				b.Fatal(err)
 			}

@@ -78,14 +78,6 @@ func clientStoreFor(ctx caddy.Context, s Store, logger *zap.Logger) (ClientStore
 	return val.(*storageClients), key, nil
 }
 
-// unwrapStore returns the store module behind the metrics decorator.
-func unwrapStore(s Store) Store {
-	if t, ok := s.(timedStore); ok {
-		return t.Store
-	}
-	return s
-}
-
 // configStorage is the config's storage (Caddy's `storage` global option,
 // by default the file system under Caddy's data directory); nil when the
 // context has no config, as in unit tests, whose managed clients then live

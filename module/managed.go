@@ -111,6 +111,9 @@ func (h *Handler) provisionManaged(rec *managedClient) (*Client, error) {
 	if err := h.provisionClient(&c, caddy.NewReplacer()); err != nil {
 		return nil, err
 	}
+	if c.ttl < time.Second {
+		return nil, fmt.Errorf("client %q: token_ttl must be at least 1s, got %s", c.ID, c.ttl)
+	}
 	for i, g := range rec.Grace {
 		v, err := parseSecretHash(g.Hash)
 		if err != nil {
@@ -181,6 +184,9 @@ func (h *Handler) provisionManagedClients(ctx caddy.Context) error {
 	})}
 	h.auth.managed = h.managed
 	h.protect.managed = h.managed
+	if h.limits != nil {
+		h.limits.managed = h.managed
+	}
 	return nil
 }
 

@@ -355,6 +355,10 @@ func TestManagedClientsAPIRules(t *testing.T) {
 		{"rotate an unknown client", "POST", "/outergate/clients/nobody/rotate", `{}`, 404, "no client"},
 		{"delete an unknown client", "DELETE", "/outergate/clients/nobody", ``, 404, "no client"},
 		{"body over 64 KiB", "POST", "/outergate/clients", `{"id":"big","scope":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "larger than"},
+		{"token_ttl not a duration", "POST", "/outergate/clients", `{"id":"x7","token_ttl":"soon"}`, 400, "token_ttl"},
+		{"token_ttl under a second", "POST", "/outergate/clients", `{"id":"x8","token_ttl":"500ms"}`, 400, "at least 1s"},
+		{"rate_limit without requests", "POST", "/outergate/clients", `{"id":"x9","rate_limit":{"requests":0,"period":"1m"}}`, 400, "must be positive"},
+		{"patch a bad token_ttl", "PATCH", "/outergate/clients/victim", `{"token_ttl":"-1h"}`, 400, "token_ttl"},
 		{"PUT the collection", "PUT", "/outergate/clients", `{}`, 405, "not allowed"},
 		{"GET rotate", "GET", "/outergate/clients/victim/rotate", ``, 405, "not allowed"},
 		{"unknown sub-resource", "POST", "/outergate/clients/victim/renew", `{}`, 404, "no such"},
@@ -516,5 +520,54 @@ func TestManagedClientsWithoutHandler(t *testing.T) {
 	}
 	if status, raw := opsAdmin(t, c, "GET", "/outergate/clients", ""); status != http.StatusOK || string(raw) != `{"clients":[]}` {
 		t.Errorf("GET /outergate/clients without a handler: %d %s, want an empty list", status, raw)
+	}
+}
+
+// TestManagedClientPolicies sets a managed client's per-client settings
+// through the API, as a Caddyfile client block would: token_ttl sets
+// expires_in, rate_limit refuses the request past it (429 + 23029, never
+// forwarded), and a PATCH changes both for the next token and request.
+func TestManagedClientPolicies(t *testing.T) {
+	g := startGateway(t, gatewayConfig{})
+	secret := managedCreate(t, g, `{"id":"limited","token_ttl":"1h","rate_limit":{"requests":2,"period":"1m"}}`)
+	expiresIn := func() float64 {
+		t.Helper()
+		r := g.do(tokenForm(cc("limited", secret)))
+		g.rememberFrom(r)
+		var data struct {
+			AccessToken string  `json:"access_token"`
+			ExpiresIn   float64 `json:"expires_in"`
+		}
+		if r.status != http.StatusOK || json.Unmarshal(r.env.Data, &data) != nil {
+			t.Fatalf("token: %d %s", r.status, r.body)
+		}
+		return data.ExpiresIn
+	}
+	if got := expiresIn(); got != 3600 {
+		t.Errorf("expires_in %v with token_ttl 1h, want 3600", got)
+	}
+	tok := g.issue("limited", secret)
+	for i := range 2 {
+		if s, c := deviceStatus(g, tok, false); s != http.StatusOK {
+			t.Errorf("request %d within the rate limit: %d %d", i+1, s, c)
+		}
+	}
+	before := len(g.backend.Requests())
+	if s, c := deviceStatus(g, tok, false); s != http.StatusTooManyRequests || c != 23029 {
+		t.Errorf("request past the rate limit: %d %d, want 429 23029", s, c)
+	}
+	if n := len(g.backend.Requests()) - before; n != 0 {
+		t.Errorf("the upstream received %d requests past the rate limit", n)
+	}
+
+	status, obj, raw := managedAdmin(t, g, http.MethodPatch, "/outergate/clients/limited", `{"token_ttl":"2h","rate_limit":{"off":true}}`)
+	if status != http.StatusOK || obj["token_ttl"] == nil {
+		t.Fatalf("patch: %d %s", status, raw)
+	}
+	if got := expiresIn(); got != 7200 {
+		t.Errorf("expires_in %v after the patch to 2h, want 7200", got)
+	}
+	if s, c := deviceStatus(g, tok, false); s != http.StatusOK {
+		t.Errorf("a request once the patch turned the rate limit off: %d %d, want 200", s, c)
 	}
 }

@@ -157,9 +157,35 @@ func decodeClient(raw []byte, c *Client) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
-		return apiErr(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
+		return apiErr(http.StatusBadRequest, "%s", fieldError(raw, err))
 	}
 	return nil
+}
+
+// fieldError says which field of raw a decoding error is about: a field's
+// own decoder (a duration's) does not name it.
+func fieldError(raw []byte, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	var typeErr *json.UnmarshalTypeError
+	if (errors.As(err, &typeErr) && typeErr.Field != "") || strings.HasPrefix(msg, "unknown field") {
+		return msg // it names the field already
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return msg
+	}
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		one, _ := json.Marshal(map[string]json.RawMessage{k: fields[k]})
+		if json.Unmarshal(one, new(Client)) != nil {
+			return k + ": " + msg
+		}
+	}
+	return msg
 }
 
 // checkManaged checks a managed client as every handler of every

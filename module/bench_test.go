@@ -26,6 +26,7 @@ import (
 	"github.com/outergate/outergate/internal/redistest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // benchDevicePath is the proxied request of integration/bench.
@@ -480,6 +481,33 @@ func BenchmarkRateLimit(b *testing.B) {
 			}
 			if limited && w.header.Get("RateLimit") == "" {
 				b.Fatal("no RateLimit header: the limit was not active")
+			}
+		})
+	}
+}
+
+// BenchmarkSecretCheck is why managed secrets are hashed with SHA-256:
+// one failed check of a 256-bit secret against a sha256 verifier and
+// against a bcrypt hash at cost 10 (README "Why SHA-256 and not bcrypt").
+func BenchmarkSecretCheck(b *testing.B) {
+	secret, err := randomSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sha, err := parseSecretHash(secretHash(secret))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, v := range map[string]secretVerifier{"sha256": sha, "bcrypt-10": newBcryptVerifier(hash)} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if v.verify("wrong-" + secret) {
+					b.Fatal("a wrong secret matched")
+				}
 			}
 		})
 	}

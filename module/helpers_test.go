@@ -187,8 +187,7 @@ func saveRecord(t *testing.T, h *Handler, token string, rec TokenRecord) {
 	if !ok {
 		t.Fatalf("store is %T, want *MemoryStore", h.store)
 	}
-	key := hashToken(token)
-	ms.tokens.cache.Set(string(key[:]), &rec, time.Hour)
+	ms.tokens.keep(t, hashToken(token), rec, time.Hour)
 }
 
 // memoryStoreOf returns the memory store behind the handler's metrics

@@ -1,9 +1,7 @@
 package outergate
 
 import (
-	"cmp"
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -21,9 +19,10 @@ func init() {
 var memoryStores = caddy.NewUsagePool()
 
 // MemoryStore is the embedded token store (module outergate.stores.memory):
-// a go-cache map from SHA-256(token) to its record, in this process only.
-// Tokens survive config reloads but not a restart, and are not shared with
-// other instances; use outergate.stores.redis for that.
+// the tokens by SHA-256 in sharded maps of compact, pointer-free entries
+// (tokenTable, store_memory_table.go), the failure counters in go-cache, in
+// this process only. Tokens survive config reloads but not a restart, and
+// are not shared with other instances; use outergate.stores.redis for that.
 type MemoryStore struct {
 	// Name selects the process-wide cache this store uses. Handlers whose
 	// stores have the same name share their tokens. Default: "default".
@@ -35,46 +34,18 @@ type MemoryStore struct {
 
 // memoryTokens is the pooled value behind a MemoryStore.
 type memoryTokens struct {
-	cache    *cache.Cache // string(TokenHash) -> *TokenRecord
+	table *tokenTable
+	// failures are short-lived counters with a window each: go-cache's
+	// expiring map and janitor are exactly that.
 	failures *cache.Cache // key -> *failureWindow
-	mu       sync.Mutex   // guards byClient and the failure windows
-
-	// byClient indexes the tokens of each client, for revocation, counting
-	// and the per-client cap.
-	byClient map[string]map[TokenHash]indexEntry
-	seq      uint64 // issue order, which milliseconds alone cannot give
+	mu       sync.Mutex   // guards the failure windows
 }
 
-// indexEntry is one token in its client's index.
-type indexEntry struct {
-	exp int64  // expiry, Unix ms
-	seq uint64 // issue order within the process
-}
-
-// newMemoryTokens returns an empty process-wide token cache whose index
-// follows go-cache's expirations.
+// newMemoryTokens returns an empty process-wide token cache.
 func newMemoryTokens() *memoryTokens {
-	m := &memoryTokens{
-		// Expired tokens are refused on read; the janitor frees memory.
-		cache:    cache.New(cache.NoExpiration, time.Minute),
+	return &memoryTokens{
+		table:    newTokenTable(),
 		failures: cache.New(cache.NoExpiration, time.Minute),
-		byClient: make(map[string]map[TokenHash]indexEntry),
-	}
-	m.cache.OnEvicted(func(k string, v any) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.unindex(v.(*TokenRecord).ClientID, TokenHash([]byte(k)))
-	})
-	return m
-}
-
-// unindex removes a token from its client's index; m.mu must be held.
-func (m *memoryTokens) unindex(clientID string, key TokenHash) {
-	if set := m.byClient[clientID]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(m.byClient, clientID)
-		}
 	}
 }
 
@@ -84,10 +55,11 @@ type failureWindow struct {
 	end time.Time
 }
 
-// Destruct implements caddy.Destructor. go-cache's janitor stops when the
-// cache is garbage collected; flushing frees the tokens at once.
+// Destruct implements caddy.Destructor: it stops the token janitor and
+// frees the tokens at once (go-cache's janitor stops when the cache is
+// garbage collected).
 func (m *memoryTokens) Destruct() error {
-	m.cache.Flush()
+	m.table.close()
 	m.failures.Flush()
 	return nil
 }
@@ -122,135 +94,35 @@ func (s *MemoryStore) Cleanup() error {
 	return err
 }
 
-// Save implements TokenStore.
+// Save implements TokenStore. A token past its expiry is not stored.
 func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
-	ttl := rec.ttl()
-	if ttl <= 0 {
+	now := time.Now().UnixMilli()
+	if rec.ExpiresAt <= now {
 		return nil
 	}
-	m := s.tokens
-	m.mu.Lock()
-	set := m.byClient[rec.ClientID]
-	if set == nil {
-		set = make(map[TokenHash]indexEntry)
-		m.byClient[rec.ClientID] = set
-	}
-	m.seq++
-	set[key] = indexEntry{exp: rec.ExpiresAt, seq: m.seq}
-	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli(), key)
-	m.mu.Unlock()
-
-	m.cache.Set(string(key[:]), &rec, ttl)
-	for _, v := range victims {
-		// Deleted, not tombstoned: a client looping on the token endpoint
-		// must not grow the store with issuance rate × token_ttl.
-		m.cache.Delete(string(v[:])) // OnEvicted unindexes it
-	}
-	return nil
-}
-
-// revoke turns a live token into a tombstone that lives until the token
-// would have expired, and drops it from its client's index. It reports
-// whether the token was live.
-func (m *memoryTokens) revoke(key TokenHash) bool {
-	v, exp, ok := m.cache.GetWithExpiration(string(key[:]))
-	if !ok || v.(*TokenRecord).Revoked {
-		return false
-	}
-	tomb := *v.(*TokenRecord)
-	tomb.Revoked = true
-	m.mu.Lock()
-	m.unindex(tomb.ClientID, key)
-	m.mu.Unlock()
-	if ttl := time.Until(exp); ttl > 0 {
-		m.cache.Set(string(key[:]), &tomb, ttl)
-	}
-	return true
-}
-
-// oldestBeyond returns the tokens of set to evict so that at most max
-// unexpired ones remain: the earliest issued first, never keep (the token
-// being issued). With max <= 0 there is no cap.
-func oldestBeyond(set map[TokenHash]indexEntry, max int, nowMs int64, keep TokenHash) []TokenHash {
-	if max <= 0 || len(set) <= max {
-		return nil
-	}
-	type entry struct {
-		key TokenHash
-		seq uint64
-	}
-	live := make([]entry, 0, len(set))
-	for k, e := range set {
-		if e.exp > nowMs && k != keep {
-			live = append(live, entry{k, e.seq})
-		}
-	}
-	over := len(live) + 1 - max // keep counts too
-	switch {
-	case over <= 0:
-		return nil
-	case over == 1:
-		// The steady state of a client at its cap: one pass, no sort.
-		oldest := live[0]
-		for _, e := range live[1:] {
-			if e.seq < oldest.seq {
-				oldest = e
-			}
-		}
-		return []TokenHash{oldest.key}
-	}
-	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
-	victims := make([]TokenHash, 0, over)
-	for _, e := range live[:over] {
-		victims = append(victims, e.key)
-	}
-	return victims
+	return s.tokens.table.put(key, rec, 0, maxPerClient, now)
 }
 
 // Load implements TokenStore.
 func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool, error) {
-	v, ok := s.tokens.cache.Get(string(key[:]))
-	if !ok {
-		return TokenRecord{}, false, nil
-	}
-	rec := *v.(*TokenRecord)
-	return rec, !rec.Revoked, nil
+	rec, ok := s.tokens.table.get(key, time.Now().UnixMilli())
+	return rec, ok && !rec.Revoked, nil
 }
 
-// RevokeToken implements TokenStore.
+// RevokeToken implements TokenStore: the token becomes a tombstone until it
+// would have expired.
 func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error) {
-	return s.tokens.revoke(key), nil
+	return s.tokens.table.revoke(key, time.Now().UnixMilli()), nil
 }
 
 // RevokeClient implements TokenStore.
 func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
-	s.tokens.mu.Lock()
-	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
-	for k := range s.tokens.byClient[clientID] {
-		keys = append(keys, k)
-	}
-	s.tokens.mu.Unlock()
-	n := 0
-	for _, k := range keys {
-		if s.tokens.revoke(k) {
-			n++
-		}
-	}
-	return n, nil
+	return s.tokens.table.revokeClient(clientID, time.Now().UnixMilli()), nil
 }
 
 // CountClient implements TokenStore.
 func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, error) {
-	now := time.Now().UnixMilli()
-	s.tokens.mu.Lock()
-	defer s.tokens.mu.Unlock()
-	n := 0
-	for _, e := range s.tokens.byClient[clientID] {
-		if e.exp > now {
-			n++
-		}
-	}
-	return n, nil
+	return s.tokens.table.countClient(clientID, time.Now().UnixMilli()), nil
 }
 
 // Failures implements FailureStore.

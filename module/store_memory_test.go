@@ -2,6 +2,8 @@ package outergate
 
 import (
 	"context"
+	"math"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -155,7 +157,7 @@ func TestMemoryStoreSaveAndLoad(t *testing.T) {
 			if found && got != tc.rec {
 				t.Fatalf("loaded %+v, want %+v", got, tc.rec)
 			}
-			if n := s.tokens.cache.ItemCount(); n != map[bool]int{true: 1, false: 0}[tc.wantFound] {
+			if n := s.tokens.table.len(); n != map[bool]int{true: 1, false: 0}[tc.wantFound] {
 				t.Fatalf("cache holds %d items", n)
 			}
 			if _, found, _ := s.Load(ctx, hashToken("other")); found {
@@ -302,5 +304,244 @@ func TestMemoryStoreRevoke(t *testing.T) {
 	}
 	if n, _ := s.RevokeClient(ctx, "nobody"); n != 0 {
 		t.Fatalf("RevokeClient(nobody) = %d", n)
+	}
+}
+
+// keep stores rec under key for d from now, whatever its expiry, bypassing
+// Save's checks: a record past its expiry stays found, as in a store that
+// has not purged it yet.
+func (m *memoryTokens) keep(t testing.TB, key TokenHash, rec TokenRecord, d time.Duration) {
+	t.Helper()
+	now := time.Now().UnixMilli()
+	grace := max(0, (now+d.Milliseconds()-rec.ExpiresAt+999)/1000)
+	if grace > math.MaxUint16 {
+		t.Fatalf("record expires %d s before it is to be dropped; at most %d s can be kept", grace, math.MaxUint16)
+	}
+	if err := m.table.put(key, rec, uint16(grace), 0, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keys returns the keys of every stored entry.
+func (m *memoryTokens) keys() []TokenHash {
+	var out []TokenHash
+	for i := range m.table.shards {
+		sh := &m.table.shards[i]
+		sh.mu.RLock()
+		for k := range sh.m {
+			out = append(out, k)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+func TestShardOfCoversEveryShard(t *testing.T) {
+	var n [tableShards]int
+	for _, s := range shardOf {
+		n[s]++
+	}
+	for i, c := range n {
+		// Shares grow from about 11 to about 22 of the 1,024 prefixes.
+		if c < 10 || c > 23 || (i > 0 && c < n[i-1]-1) {
+			t.Fatalf("shard %d gets %d of %d prefixes (all: %v)", i, c, len(shardOf), n)
+		}
+	}
+}
+
+func TestMemoryStoreCapEvictsOldest(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	rec := func(client string, ttl time.Duration) TokenRecord {
+		return TokenRecord{ClientID: client, Scope: "read", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}
+	}
+	for _, tc := range []struct {
+		name string
+		ttls []time.Duration // of the tokens saved in turn, before the last one
+		max  int
+		want []bool // found afterwards, in the same order
+	}{
+		{name: "under the cap nothing is evicted", ttls: []time.Duration{time.Hour, time.Hour}, max: 3, want: []bool{true, true}},
+		{name: "one past the cap evicts the oldest", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 3, want: []bool{false, true, true}},
+		{name: "a cap of one keeps only the newest", ttls: []time.Duration{time.Hour, time.Hour}, max: 1, want: []bool{false, false}},
+		{name: "expired tokens do not count", ttls: []time.Duration{time.Hour, 30 * time.Millisecond, time.Hour}, max: 3, want: []bool{true, false, true}},
+		{name: "no cap keeps all", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 0, want: []bool{true, true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := provisionMemory(t, "cap-"+tc.name)
+			defer s.Cleanup()
+			var keys []TokenHash
+			for i, ttl := range tc.ttls {
+				k := hashToken(tc.name + strconv.Itoa(i))
+				keys = append(keys, k)
+				if err := s.Save(ctx, k, rec("app", ttl), tc.max); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another client's tokens are never evicted for this one.
+			other := hashToken(tc.name + "other")
+			if err := s.Save(ctx, other, rec("other", time.Hour), 1); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			last := hashToken(tc.name + "last")
+			if err := s.Save(ctx, last, rec("app", time.Hour), tc.max); err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				if _, found, _ := s.Load(ctx, k); found != tc.want[i] {
+					t.Errorf("token %d found = %v, want %v", i, found, tc.want[i])
+				}
+			}
+			for _, k := range []TokenHash{last, other} {
+				if _, found, _ := s.Load(ctx, k); !found {
+					t.Errorf("token %x lost", k[:4])
+				}
+			}
+			wantCount := 1
+			for _, w := range tc.want {
+				if w {
+					wantCount++
+				}
+			}
+			if n, _ := s.CountClient(ctx, "app"); n != wantCount {
+				t.Errorf("CountClient = %d, want %d", n, wantCount)
+			}
+		})
+	}
+}
+
+func TestMemoryStoreCapAfterRevocation(t *testing.T) {
+	// A revoked token leaves the client's live set: the cap counts the
+	// others, and evicting never touches the tombstone.
+	ctx := context.Background()
+	s := provisionMemory(t, "cap-revoked")
+	defer s.Cleanup()
+	a, b, c := hashToken("a"), hashToken("b"), hashToken("c")
+	for _, k := range []TokenHash{a, b} {
+		if err := s.Save(ctx, k, liveRecord("app", time.Hour), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, _ := s.RevokeToken(ctx, a); !live {
+		t.Fatal("RevokeToken(a) not live")
+	}
+	if err := s.Save(ctx, c, liveRecord("app", time.Hour), 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := s.Load(ctx, b); !found {
+		t.Fatal("b evicted although the revoked a left room")
+	}
+	if rec, found, _ := s.Load(ctx, a); found || !rec.Revoked {
+		t.Fatalf("a = %+v, %v; want its tombstone", rec, found)
+	}
+}
+
+func TestMemoryStorePurge(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "purge")
+	defer s.Cleanup()
+	table := s.tokens.table
+	short := hashToken("short")
+	long := hashToken("long")
+	tomb := hashToken("tomb")
+	if err := s.Save(ctx, short, liveRecord("app", 20*time.Millisecond), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, long, liveRecord("app", time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, tomb, liveRecord("gone", 20*time.Millisecond), 0); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := s.RevokeToken(ctx, tomb); !live {
+		t.Fatal("RevokeToken(tomb) not live")
+	}
+	time.Sleep(40 * time.Millisecond)
+	table.purge(time.Now().UnixMilli())
+	if n := table.len(); n != 1 {
+		t.Fatalf("%d entries after purge, want 1", n)
+	}
+	if _, found, _ := s.Load(ctx, long); !found {
+		t.Fatal("live token purged")
+	}
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if len(table.clients) != 1 || len(table.clients["app"].tokens) != 1 {
+		t.Fatalf("client index after purge: %d clients", len(table.clients))
+	}
+	// Only the live token's (client, scope) is still interned.
+	if len(table.names.ids) != 1 || len(table.names.free) != 1 {
+		t.Fatalf("interned names: %d, free slots %d; want 1 and 1", len(table.names.ids), len(table.names.free))
+	}
+}
+
+func TestMemoryStoreResaveAndNames(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "resave")
+	defer s.Cleanup()
+	table := s.tokens.table
+	k := hashToken("k")
+	first := liveRecord("one", time.Hour)
+	second := TokenRecord{ClientID: "two", Scope: "write", IssuedAt: first.IssuedAt + 1, ExpiresAt: first.ExpiresAt + 1}
+	for _, rec := range []TokenRecord{first, second} {
+		if err := s.Save(ctx, k, rec, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, found, _ := s.Load(ctx, k); !found || got != second {
+		t.Fatalf("Load = %+v, %v; want %+v", got, found, second)
+	}
+	if n, _ := s.CountClient(ctx, "one"); n != 0 {
+		t.Fatalf("the overwritten token still counts for its old client: %d", n)
+	}
+	if n, _ := s.CountClient(ctx, "two"); n != 1 {
+		t.Fatalf("CountClient(two) = %d", n)
+	}
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if _, ok := table.names.ids[principal{"one", "read write"}]; ok || len(table.names.ids) != 1 {
+		t.Fatalf("interned names %v; want only two/write", table.names.ids)
+	}
+}
+
+func TestMemoryStoreConcurrentTokens(t *testing.T) {
+	// Run with -race: Load beside Save, eviction, revocation and purge.
+	ctx := context.Background()
+	s := provisionMemory(t, "concurrent-tokens")
+	defer s.Cleanup()
+	const workers, each = 4, 300
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			client := "c" + strconv.Itoa(w%2)
+			for i := range each {
+				k := hashToken(client + "/" + strconv.Itoa(w) + "/" + strconv.Itoa(i))
+				if err := s.Save(ctx, k, liveRecord(client, time.Hour), 50); err != nil {
+					t.Error(err)
+					return
+				}
+				if rec, found, _ := s.Load(ctx, k); found && rec.ClientID != client {
+					t.Errorf("token of %s loaded as %+v", client, rec)
+				}
+				switch i % 100 {
+				case 10:
+					_, _ = s.RevokeToken(ctx, k)
+				case 50:
+					s.tokens.table.purge(time.Now().UnixMilli())
+				case 99:
+					_, _ = s.CountClient(ctx, client)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range []string{"c0", "c1"} {
+		if n, _ := s.CountClient(ctx, c); n != 50 {
+			t.Errorf("CountClient(%s) = %d, want the cap, 50", c, n)
+		}
+	}
+	if n, _ := s.RevokeClient(ctx, "c0"); n != 50 {
+		t.Errorf("RevokeClient(c0) = %d, want 50", n)
 	}
 }

@@ -351,8 +351,8 @@ func TestShardOfCoversEveryShard(t *testing.T) {
 
 func TestMemoryStoreCapEvictsOldest(t *testing.T) {
 	ctx := context.Background()
-	now := time.Now()
 	rec := func(client string, ttl time.Duration) TokenRecord {
+		now := time.Now()
 		return TokenRecord{ClientID: client, Scope: "read", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}
 	}
 	for _, tc := range []struct {
@@ -364,7 +364,7 @@ func TestMemoryStoreCapEvictsOldest(t *testing.T) {
 		{name: "under the cap nothing is evicted", ttls: []time.Duration{time.Hour, time.Hour}, max: 3, want: []bool{true, true}},
 		{name: "one past the cap evicts the oldest", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 3, want: []bool{false, true, true}},
 		{name: "a cap of one keeps only the newest", ttls: []time.Duration{time.Hour, time.Hour}, max: 1, want: []bool{false, false}},
-		{name: "expired tokens do not count", ttls: []time.Duration{time.Hour, 30 * time.Millisecond, time.Hour}, max: 3, want: []bool{true, false, true}},
+		{name: "expired tokens do not count", ttls: []time.Duration{time.Hour, 200 * time.Millisecond, time.Hour}, max: 3, want: []bool{true, false, true}},
 		{name: "no cap keeps all", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 0, want: []bool{true, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -383,7 +383,7 @@ func TestMemoryStoreCapEvictsOldest(t *testing.T) {
 			if err := s.Save(ctx, other, rec("other", time.Hour), 1); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond)
 			last := hashToken(tc.name + "last")
 			if err := s.Save(ctx, last, rec("app", time.Hour), tc.max); err != nil {
 				t.Fatal(err)
@@ -445,19 +445,19 @@ func TestMemoryStorePurge(t *testing.T) {
 	short := hashToken("short")
 	long := hashToken("long")
 	tomb := hashToken("tomb")
-	if err := s.Save(ctx, short, liveRecord("app", 20*time.Millisecond), 0); err != nil {
+	if err := s.Save(ctx, short, liveRecord("app", 200*time.Millisecond), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Save(ctx, long, liveRecord("app", time.Hour), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(ctx, tomb, liveRecord("gone", 20*time.Millisecond), 0); err != nil {
+	if err := s.Save(ctx, tomb, liveRecord("gone", 200*time.Millisecond), 0); err != nil {
 		t.Fatal(err)
 	}
 	if live, _ := s.RevokeToken(ctx, tomb); !live {
 		t.Fatal("RevokeToken(tomb) not live")
 	}
-	time.Sleep(40 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond)
 	table.purge(time.Now().UnixMilli())
 	if n := table.len(); n != 1 {
 		t.Fatalf("%d entries after purge, want 1", n)

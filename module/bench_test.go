@@ -136,7 +136,7 @@ func BenchmarkBearerValidation(b *testing.B) {
 			h := newBenchHandler(b, "bearer/"+name)
 			now := time.Now()
 			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
-				ExpiresAt: now.Add(time.Hour).UnixMilli()}
+				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
 			prefix, err := randomSecret()
 			if err != nil {
 				b.Fatal(err)

@@ -27,7 +27,7 @@ func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if !found || rec.ClientID != req.client.ID || rec.expired(time.Now()) {
+	if !found || rec.ClientID != req.client.ID || !req.client.binds(rec) || rec.expired(time.Now()) {
 		return introspection{Active: false}, nil, nil
 	}
 	return introspection{

@@ -68,7 +68,10 @@ type Handler struct {
 
 	// Protect lists the path patterns (Caddy path matcher syntax) that need
 	// a valid Bearer token. A pattern ending in "/*" also covers the bare
-	// prefix. Default: ["/outer/device/*"].
+	// prefix, and the spellings legacy backends fold (";param",
+	// backslashes, NTFS streams, trailing dots and spaces) match too; every
+	// path pattern of the handler matches this way. Default:
+	// ["/outer/device/*"].
 	Protect []string `json:"protect,omitempty"`
 
 	// TokenTTL is the lifetime of an issued token; `expires_in` reports it
@@ -80,8 +83,9 @@ type Handler struct {
 	// "read"; every other method needs "write". Default: "read write groups".
 	Scope string `json:"scope,omitempty"`
 
-	// ScopeRules override, per path pattern, the scope a request to a
-	// protected path needs; the first rule whose pattern matches wins.
+	// ScopeRules override, per path pattern (matched like Protect), the
+	// scope a request to a protected path needs; the first rule whose
+	// pattern matches wins.
 	// Default: none (GET, HEAD and OPTIONS need "read", other methods
 	// "write").
 	ScopeRules []ScopeRule `json:"scope_rules,omitempty"`
@@ -139,17 +143,47 @@ type Handler struct {
 	// `throttle_client off`). Default: false.
 	ThrottleClientOff bool `json:"throttle_client_off,omitempty"`
 
-	// MaxTokensPerClient bounds the live tokens of one client: issuing one
-	// more evicts that client's oldest, so a client looping on the token
-	// endpoint cannot grow the store without bound. Default: 100.
+	// MaxTokensPerClient bounds the records a store keeps for one client,
+	// live tokens and revoked tombstones together: issuing one more evicts
+	// a tombstone first, else that client's oldest token, so that a client
+	// looping on the token endpoint (and on revocation) cannot grow the
+	// store without bound. Default: 100.
 	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
+
+	// AllowWebSocket lists the path patterns (Caddy path matcher syntax,
+	// matched like Protect) where a WebSocket upgrade may pass; on a
+	// protected path it is checked like any request first (token, scope,
+	// parameters). Every other protocol upgrade, h2c and CONNECT tunnels
+	// are refused on every path with 400 + 23010. Default: none.
+	AllowWebSocket []string `json:"allow_websocket,omitempty"`
+
+	// OpaqueBody lists the media types (e.g. "text/plain") a protected
+	// request's body may have without being inspected; "*" admits any
+	// body, also one without Content-Type or with a Content-Encoding.
+	// Such bodies are forwarded unread by the parameter checks, which then
+	// look at the query string only. Default: none (only form and JSON
+	// bodies without Content-Encoding; others get 415 + 23010).
+	OpaqueBody []string `json:"opaque_body,omitempty"`
 
 	// StoreRaw is the token store, a module in the outergate.stores
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
 
+	// Portal is the path prefix of the developer portal: the API's OpenAPI
+	// 3.1 document at <portal>openapi.json and a page rendering it, with a
+	// console that tries the API from the browser. The portal is public;
+	// it must not be under a protected path. Default: "" (off).
+	Portal string `json:"portal,omitempty"`
+
+	// PortalDocument names an OpenAPI 3.1 document (JSON) of the backend's
+	// routes; the portal merges the gateway's parts into it instead of
+	// describing the platform document's three device routes. Default: ""
+	// (the built-in device routes).
+	PortalDocument string `json:"portal_document,omitempty"`
+
 	// Built once in Provision; see docs/ARCHITECTURE.md.
 	routes  *routes     // endpoint table and protected paths
+	guard   guard       // upgrades and short names, on every path
 	auth    *clientAuth // client authentication and its throttles
 	protect *protector  // Bearer, scope and parameter checks, normalization
 	store   Store       // the configured store behind timedStore
@@ -161,7 +195,8 @@ type Handler struct {
 	// identityKey is the identity header's name folded (lower case, '_' as
 	// '-'), to strip client-sent copies in any spelling.
 	identityKey string
-	liveKey     string // this handler's entry in liveHandlers (admin API)
+	liveKey     string  // this handler's entry in liveHandlers (admin API)
+	portal      *portal // the developer portal; nil when Portal is off
 }
 
 // ScopeRule names the scope that requests to some protected paths need,
@@ -187,11 +222,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
 	if ep, ok := h.routes.endpointFor(r); ok {
-		return ep.serve(w, r)
+		return ep.serve(w, r) // answered here, never relayed: an Upgrade is ignored
+	}
+	if ok, err := h.servePortal(w, r); ok {
+		return err
+	}
+	// Everything below may reach next (reverse_proxy).
+	if aerr := h.guard.check(r); aerr != nil {
+		h.audit.refusal(r, "request refused", aerr)
+		return envelopeRenderer{h.logger}.failure(w, aerr)
 	}
 	if h.routes.protected(r) {
 		return h.protect.serve(w, r, next)
 	}
+	scrubTrailers(r, h.identityKey)
 	return next.ServeHTTP(w, r)
 }
 

@@ -110,7 +110,8 @@ func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool,
 }
 
 // RevokeToken implements TokenStore: the token becomes a tombstone until it
-// would have expired.
+// would have expired or its client's cap evicts it (tombstones count
+// against max_tokens_per_client and go first).
 func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error) {
 	return s.tokens.table.revoke(key, time.Now().UnixMilli()), nil
 }

@@ -10,8 +10,8 @@ import (
 
 // tokenTable is the memory store's token state: the records by TokenHash in
 // tableShards maps of fixed-size, pointer-free entries, the strings of the
-// records interned once per (client, scope), and each client's live tokens
-// in issue order.
+// records interned once per (client, scope, binding), and each client's
+// live tokens in issue order and tombstones in revocation order.
 //
 // Why not go-cache (which the store used before and still uses for the
 // failure counters): go-cache keys by string and boxes each value in an
@@ -74,7 +74,7 @@ type tableShard struct {
 // by the GC.
 type tokenEntry struct {
 	issued, exp int64  // TokenRecord.IssuedAt and ExpiresAt, Unix ms
-	name        uint32 // the interned ClientID and Scope
+	name        uint32 // the interned ClientID, Scope and Binding
 	// graceS keeps the entry that many seconds past exp. Save always
 	// stores 0; tests set it to model a store that has not purged an
 	// expired token yet, so that the callers' own expiry checks are tried.
@@ -85,11 +85,15 @@ type tokenEntry struct {
 // until is when the entry stops being found, Unix ms.
 func (e tokenEntry) until() int64 { return e.exp + int64(e.graceS)*1000 }
 
-// clientTokens is one client's live tokens, oldest first: revocation of the
-// client, counting, and the per-client cap read it.
+// clientTokens is one client's records: revocation of the client, counting,
+// and the per-client cap read it. Tombstones stay indexed until they expire
+// or the cap evicts them, so that they count against the cap (issue 12):
+// whatever a client does, the store keeps at most the cap's worth of its
+// records.
 type clientTokens struct {
-	tokens []clientToken
-	minExp int64 // no token in tokens expires before this
+	tokens []clientToken // live tokens, oldest issued first
+	tombs  []clientToken // revoked ones, oldest revoked first
+	minExp int64         // nothing in tokens or tombs expires before this
 }
 
 type clientToken struct {
@@ -98,7 +102,7 @@ type clientToken struct {
 }
 
 // principal is the strings of a record, interned.
-type principal struct{ clientID, scope string }
+type principal struct{ clientID, scope, binding string }
 
 // principals interns the strings of the records, counting the entries that
 // refer to each.
@@ -117,9 +121,9 @@ const (
 	principalChunks = 1 << 12
 )
 
-// errTooManyPrincipals is returned when 16 M distinct (client, scope) pairs
-// have live tokens at once.
-var errTooManyPrincipals = errors.New("memory store: too many distinct client and scope pairs")
+// errTooManyPrincipals is returned when 16 M distinct (client, scope,
+// binding) triples have tokens at once.
+var errTooManyPrincipals = errors.New("memory store: too many distinct clients, scopes and bindings")
 
 func newTokenTable() *tokenTable {
 	t := &tokenTable{
@@ -164,18 +168,20 @@ func (t *tokenTable) get(key TokenHash, nowMs int64) (TokenRecord, bool) {
 		return TokenRecord{}, false
 	}
 	p := t.names.get(e.name)
-	return TokenRecord{ClientID: p.clientID, Scope: p.scope, IssuedAt: e.issued, ExpiresAt: e.exp, Revoked: e.revoked}, true
+	return TokenRecord{ClientID: p.clientID, Scope: p.scope, Binding: p.binding, IssuedAt: e.issued, ExpiresAt: e.exp,
+		Revoked: e.revoked}, true
 }
 
-// put stores rec under key, indexes it under its client unless it is a
-// tombstone, and then deletes the client's oldest live tokens until at most
-// maxPerClient are live (no cap if maxPerClient <= 0). Evicted tokens are
-// deleted, not tombstoned: a client looping on the token endpoint must not
-// grow the store with issuance rate × token_ttl.
+// put stores rec under key, indexes it under its client, and then deletes
+// the client's records until at most maxPerClient unexpired ones remain
+// (no cap if maxPerClient <= 0): tombstones first, oldest revoked first,
+// then the oldest issued live tokens, never the one just stored. Evicted
+// records are deleted, not tombstoned: a client looping on the token
+// endpoint must not grow the store with issuance rate × token_ttl.
 func (t *tokenTable) put(key TokenHash, rec TokenRecord, graceS uint16, maxPerClient int, nowMs int64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	id, err := t.names.ref(principal{rec.ClientID, rec.Scope})
+	id, err := t.names.ref(principal{rec.ClientID, rec.Scope, rec.Binding})
 	if err != nil {
 		return err
 	}
@@ -185,29 +191,40 @@ func (t *tokenTable) put(key TokenHash, rec TokenRecord, graceS uint16, maxPerCl
 	sh.m[key] = tokenEntry{issued: rec.IssuedAt, exp: rec.ExpiresAt, name: id, graceS: graceS, revoked: rec.Revoked}
 	sh.mu.Unlock()
 	if existed {
-		if c := t.clients[t.names.get(old.name).clientID]; c != nil && !old.revoked {
+		if c := t.clients[t.names.get(old.name).clientID]; c != nil {
 			c.remove(key)
 		}
 		t.names.unref(old.name)
-	}
-	if rec.Revoked {
-		return nil
 	}
 	c := t.clients[rec.ClientID]
 	if c == nil {
 		c = &clientTokens{minExp: rec.ExpiresAt}
 		t.clients[rec.ClientID] = c
 	}
-	c.add(clientToken{key, rec.ExpiresAt}, maxPerClient)
-	if maxPerClient <= 0 || len(c.tokens) <= maxPerClient {
+	tok := clientToken{key, rec.ExpiresAt}
+	if rec.Revoked {
+		c.tombs = append(c.tombs, tok)
+		c.minExp = min(c.minExp, tok.exp)
+		return nil
+	}
+	c.add(tok, maxPerClient)
+	if maxPerClient <= 0 || len(c.tokens)+len(c.tombs) <= maxPerClient {
 		return nil
 	}
 	if c.minExp <= nowMs {
-		// Expired tokens do not count; the janitor deletes their entries.
+		// Expired records do not count; the janitor deletes their entries.
 		c.prune(nowMs)
 	}
+	over := len(c.tokens) + len(c.tombs) - maxPerClient
+	if n := min(over, len(c.tombs)); n > 0 {
+		for _, v := range c.tombs[:n] {
+			t.delete(v.key)
+		}
+		c.tombs = slices.Delete(c.tombs, 0, n)
+		over -= n
+	}
 	// The token just added is the newest, so the oldest are never it.
-	if over := len(c.tokens) - maxPerClient; over > 0 {
+	if over > 0 {
 		for _, v := range c.tokens[:over] {
 			t.delete(v.key)
 		}
@@ -231,8 +248,8 @@ func (t *tokenTable) delete(key TokenHash) {
 }
 
 // revoke turns a stored, unrevoked token into a tombstone, kept until the
-// token would have expired, and drops it from its client's index. It
-// reports whether the token was live.
+// token would have expired or its client's cap evicts it, and moves it to
+// its client's tombstones. It reports whether the token was live.
 func (t *tokenTable) revoke(key TokenHash, nowMs int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -252,13 +269,14 @@ func (t *tokenTable) revokeLocked(key TokenHash, nowMs int64) bool {
 	if live {
 		if c := t.clients[t.names.get(e.name).clientID]; c != nil {
 			c.remove(key)
+			c.tombs = append(c.tombs, clientToken{key, e.exp})
 		}
 	}
 	return live
 }
 
-// revokeClient revokes every live token of a client and returns how many
-// there were.
+// revokeClient turns every live token of a client into a tombstone and
+// returns how many there were.
 func (t *tokenTable) revokeClient(clientID string, nowMs int64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -276,7 +294,6 @@ func (t *tokenTable) revokeClient(clientID string, nowMs int64) int {
 			n++
 		}
 	}
-	delete(t.clients, clientID)
 	return n
 }
 
@@ -349,7 +366,7 @@ func (t *tokenTable) purge(nowMs int64) {
 	for id, c := range t.clients {
 		if c.minExp <= nowMs {
 			c.prune(nowMs)
-			if len(c.tokens) == 0 {
+			if len(c.tokens) == 0 && len(c.tombs) == 0 {
 				delete(t.clients, id)
 			}
 		}
@@ -370,19 +387,27 @@ func (c *clientTokens) add(tok clientToken, maxPerClient int) {
 	c.minExp = min(c.minExp, tok.exp)
 }
 
-// prune drops the expired tokens and recomputes minExp.
+// prune drops the expired records and recomputes minExp.
 func (c *clientTokens) prune(nowMs int64) {
-	c.tokens = slices.DeleteFunc(c.tokens, func(tok clientToken) bool { return tok.exp <= nowMs })
+	expired := func(tok clientToken) bool { return tok.exp <= nowMs }
+	c.tokens = slices.DeleteFunc(c.tokens, expired)
+	c.tombs = slices.DeleteFunc(c.tombs, expired)
 	c.minExp = math.MaxInt64
 	for _, tok := range c.tokens {
 		c.minExp = min(c.minExp, tok.exp)
 	}
+	for _, tok := range c.tombs {
+		c.minExp = min(c.minExp, tok.exp)
+	}
 }
 
-// remove drops one token.
+// remove drops one record, live or tombstone.
 func (c *clientTokens) remove(key TokenHash) {
-	if i := slices.IndexFunc(c.tokens, func(tok clientToken) bool { return tok.key == key }); i >= 0 {
+	is := func(tok clientToken) bool { return tok.key == key }
+	if i := slices.IndexFunc(c.tokens, is); i >= 0 {
 		c.tokens = slices.Delete(c.tokens, i, i+1)
+	} else if i := slices.IndexFunc(c.tombs, is); i >= 0 {
+		c.tombs = slices.Delete(c.tombs, i, i+1)
 	}
 }
 

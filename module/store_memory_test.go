@@ -412,28 +412,59 @@ func TestMemoryStoreCapEvictsOldest(t *testing.T) {
 }
 
 func TestMemoryStoreCapAfterRevocation(t *testing.T) {
-	// A revoked token leaves the client's live set: the cap counts the
-	// others, and evicting never touches the tombstone.
+	// A tombstone counts against the cap and goes before live tokens,
+	// oldest revoked first; the token being issued always stays.
 	ctx := context.Background()
 	s := provisionMemory(t, "cap-revoked")
 	defer s.Cleanup()
-	a, b, c := hashToken("a"), hashToken("b"), hashToken("c")
-	for _, k := range []TokenHash{a, b} {
-		if err := s.Save(ctx, k, liveRecord("app", time.Hour), 2); err != nil {
+	k := func(name string) TokenHash { return hashToken("cap-revoked/" + name) }
+	save := func(name string) {
+		t.Helper()
+		if err := s.Save(ctx, k(name), liveRecord("app", time.Hour), 3); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if live, _ := s.RevokeToken(ctx, a); !live {
-		t.Fatal("RevokeToken(a) not live")
+	for _, name := range []string{"a", "b", "c"} {
+		save(name)
 	}
-	if err := s.Save(ctx, c, liveRecord("app", time.Hour), 2); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"b", "a"} {
+		if live, _ := s.RevokeToken(ctx, k(name)); !live {
+			t.Fatalf("RevokeToken(%s) not live", name)
+		}
 	}
-	if _, found, _ := s.Load(ctx, b); !found {
-		t.Fatal("b evicted although the revoked a left room")
+	save("d") // evicts the tombstone of b, revoked first
+	want := map[string]string{"a": "revoked", "b": "unknown", "c": "live", "d": "live"}
+	check := func() {
+		t.Helper()
+		for name, w := range want {
+			rec, found, _ := s.Load(ctx, k(name))
+			got := map[bool]string{true: "live", false: "unknown"}[found]
+			if rec.Revoked {
+				got = "revoked"
+			}
+			if got != w {
+				t.Errorf("%s is %s, want %s", name, got, w)
+			}
+		}
 	}
-	if rec, found, _ := s.Load(ctx, a); found || !rec.Revoked {
-		t.Fatalf("a = %+v, %v; want its tombstone", rec, found)
+	check()
+	save("e") // evicts the tombstone of a, before any live token
+	want["a"], want["e"] = "unknown", "live"
+	check()
+	save("f") // no tombstone left: the oldest live token, c
+	want["c"], want["f"] = "unknown", "live"
+	check()
+	if n, _ := s.CountClient(ctx, "app"); n != 3 {
+		t.Errorf("CountClient = %d, want 3", n)
+	}
+	if n, _ := s.RevokeClient(ctx, "app"); n != 3 {
+		t.Errorf("RevokeClient = %d, want 3", n)
+	}
+	save("g") // three tombstones and g: the oldest tombstone, d, goes
+	want = map[string]string{"d": "unknown", "e": "revoked", "f": "revoked", "g": "live"}
+	check()
+	if n := s.tokens.table.len(); n != 3 {
+		t.Errorf("the store keeps %d records, want 3", n)
 	}
 }
 
@@ -500,7 +531,7 @@ func TestMemoryStoreResaveAndNames(t *testing.T) {
 	}
 	table.mu.Lock()
 	defer table.mu.Unlock()
-	if _, ok := table.names.ids[principal{"one", "read write"}]; ok || len(table.names.ids) != 1 {
+	if _, ok := table.names.ids[principal{"one", "read write", ""}]; ok || len(table.names.ids) != 1 {
 		t.Fatalf("interned names %v; want only two/write", table.names.ids)
 	}
 }

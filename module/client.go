@@ -32,6 +32,9 @@ type Client struct {
 	verifiers []secretVerifier
 	bindings  []string // per verifier: the binding of tokens issued with it (binding.go)
 	scopes    []string
+	// decoyEquivalents is how many of the verifiers are bcrypt at the
+	// highest configured cost (failcost.go).
+	decoyEquivalents int
 }
 
 // secretVerifier checks a presented secret against one stored hash.

@@ -657,3 +657,18 @@ func TestMemoryStoreReserve(t *testing.T) {
 	defer b.Cleanup()
 	checkReserve(t, a, b)
 }
+
+func TestMemoryStoreBytesPerToken(t *testing.T) {
+	// The target of issue 18 (BENCHMARKS.md): at most 200 bytes of Go heap
+	// per live token, 1,000,000 tokens over 10,000 clients at the default
+	// cap. Bytes, not time: what the table keeps does not depend on the
+	// machine's load.
+	if testing.Short() {
+		t.Skip("fills 1,000,000 tokens")
+	}
+	bytesPerToken, _ := fillMemoryStore(t, 10_000, 100)
+	t.Logf("%.1f bytes per live token", bytesPerToken)
+	if bytesPerToken > 200 {
+		t.Errorf("%.1f bytes per live token, want at most 200", bytesPerToken)
+	}
+}

@@ -2,8 +2,10 @@ package outergate
 
 import (
 	"context"
+	"crypto/sha256"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -670,5 +672,16 @@ func TestMemoryStoreBytesPerToken(t *testing.T) {
 	t.Logf("%.1f bytes per live token", bytesPerToken)
 	if bytesPerToken > 200 {
 		t.Errorf("%.1f bytes per live token, want at most 200", bytesPerToken)
+	}
+}
+
+func TestHashTokenIsSHA256(t *testing.T) {
+	// hashToken copies the token into a stack buffer of 64 bytes; longer
+	// tokens take the heap path. Both must give the plain SHA-256.
+	for _, n := range []int{0, 1, 32, 43, 64, 65, 300} {
+		tok := strings.Repeat("x", n)
+		if got, want := hashToken(tok), TokenHash(sha256.Sum256([]byte(tok))); got != want {
+			t.Errorf("hashToken of %d bytes = %x, want %x", n, got[:4], want[:4])
+		}
 	}
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -317,7 +320,7 @@ func runRedisCost(e *env) error {
 		"%d live tokens: **%s bytes per live token**, all keys included.\n\n", strings.Join(kinds, "; "), liveTokens,
 		f1(float64(total)/float64(max(1, liveTokens))))
 	cd.stop()
-	return nil
+	return runRedisReplica(e)
 }
 
 // keyKind names a key by its prefix up to the last ':' (the variable part
@@ -364,4 +367,151 @@ func (c *caddy) liveTokens(clientID string) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// startRedisReplica starts a redis-server replicating primary and waits
+// until the link is up.
+func startRedisReplica(dir string, primary *redisServer) (*redisServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	rdir := filepath.Join(dir, "redis-"+strconv.Itoa(port))
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		return nil, err
+	}
+	p, err := startProc("redis-replica", filepath.Join(dir, "redis-replica.log"), rdir, nil,
+		"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", rdir,
+		"--loglevel", "warning", "--appendonly", "no", "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+	if err != nil {
+		return nil, err
+	}
+	r := &redisServer{proc: p, port: port}
+	if err := r.wait(); err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer rdb.Close()
+	return r, waitFor("replication link", 20*time.Second, func() error {
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return errors.New("master link not up yet")
+		}
+		return nil
+	})
+}
+
+// runRedisReplica measures the token endpoint with one replica and
+// `replicas 1` (every write followed by WAIT 1) against the same Redis
+// without it, rows alternating, and the round trips of one issuance with
+// WAIT through a counting proxy.
+func runRedisReplica(e *env) error {
+	ctx := context.Background()
+	c := e.cfg
+	up, err := startUpstream(e.upBin, e.dir)
+	if err != nil {
+		return err
+	}
+	primary, err := startRedis(e.dir, false)
+	if err != nil {
+		return err
+	}
+	if _, err := startRedisReplica(e.dir, primary); err != nil {
+		return err
+	}
+	tc, err := startTripCounter(primary.addr())
+	if err != nil {
+		return err
+	}
+	defer tc.close()
+	rdb := redis.NewClient(&redis.Options{Addr: primary.addr()})
+	defer rdb.Close()
+	withReplicas := func(addr, replicas string) func(port int) string {
+		return func(port int) string {
+			site := e.site("redis", port, up.port, addr)
+			return strings.Replace(site, "store redis redis://"+addr+"/0",
+				"store redis redis://"+addr+"/0 {\n\t\t\treplicas "+replicas+"\n\t\t}", 1)
+		}
+	}
+	start := func(name string, site func(int) string) (*caddy, error) {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		return startCaddy(e.bin, e.dir, name, port, site(port))
+	}
+	plain, err := start("redis-no-wait", withReplicas(primary.addr(), "off"))
+	if err != nil {
+		return err
+	}
+	waiting, err := start("redis-wait", withReplicas(primary.addr(), "1"))
+	if err != nil {
+		return err
+	}
+	counted, err := start("redis-wait-counted", withReplicas(tc.addr(), "1"))
+	if err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	own := map[string]int64{"info": 1}
+	s0, err := tc.snapshot(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	const n = 50
+	for range n {
+		if _, err := counted.token("bench-churn", e.secret); err != nil {
+			return err
+		}
+	}
+	s1, _ := tc.snapshot(ctx, rdb)
+	d := delta("issuance with replicas 1 (WAIT 1 after each write)", n, s0, s1, own)
+	counted.stop()
+
+	rows := []struct {
+		label string
+		cd    *caddy
+	}{{"Redis, no replica wait (`replicas off`)", plain}, {"Redis + 1 replica, `replicas 1` (WAIT 1)", waiting}}
+	results := make([][]measured, len(rows))
+	for r := 0; r < c.tokRounds; r++ {
+		for i := range rows {
+			k := (r + i) % len(rows)
+			run := wrkRun{url: rows[k].cd.url("/outer/token/"), threads: c.threads, conns: c.tokConns,
+				duration: c.tokDur, timeout: c.timeout, script: "token", args: []string{"bench-churn", e.secret}}
+			m, err := measure(run, rows[k].cd, primary.proc)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "replica round %d %-45s %8.0f tokens/s  p99 %s ms  foreign CPU %.1f %%\n",
+				r+1, rows[k].label, m.res.goodRPS(), ms(m.res.P99), m.foreign*100)
+			results[k] = append(results[k], m)
+		}
+	}
+	fmt.Printf("## Token endpoint with one replica and WAIT\n\n")
+	fmt.Printf("redis-server with one replica (`--replicaof`, loopback); wrk -t%d -c%d, %d rounds × %s per row, rows alternating; medians.\n\n",
+		c.threads, c.tokConns, c.tokRounds, c.tokDur)
+	fmt.Println("| row | tokens/s | p50 ms | p99 ms | Caddy CPU µs/token | non-2xx | socket errors | max foreign CPU |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	for i, row := range rows {
+		var rate, p50, p99, cpu []float64
+		var non2xx, sock int64
+		foreign := 0.0
+		for _, m := range results[i] {
+			rate = append(rate, m.res.goodRPS())
+			p50 = append(p50, m.res.P50)
+			p99 = append(p99, m.res.P99)
+			cpu = append(cpu, m.caddyUSPerReq())
+			non2xx += m.res.Status
+			sock += m.res.socketErrors()
+			foreign = max(foreign, m.foreign)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %d | %d | %s %% |\n", row.label, f1(median(rate)), ms(median(p50)), ms(median(p99)),
+			f1(median(cpu)), non2xx, sock, f1(foreign*100))
+	}
+	fmt.Printf("\nOne issuance with `replicas 1`, one at a time through the counting proxy (%d issuances): %s round trips, "+
+		"%s commands (%s).\n\n", n, f2(d.trips), f2(d.commands), d.byCommand)
+	return nil
 }

@@ -30,6 +30,7 @@ func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	if !found || rec.ClientID != req.client.ID || !req.client.binds(rec) || rec.expired(time.Now()) {
 		return introspection{Active: false}, nil, nil
 	}
+	rec.Scope = req.client.currentScope(rec.Scope)
 	return introspection{
 		Active:    true,
 		ClientID:  rec.ClientID,

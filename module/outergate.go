@@ -214,7 +214,8 @@ type Handler struct {
 	limits  *limits     // per-client rate limits, quotas and in-flight caps
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
-	scopes  []string // the default scopes, parsed
+	managed *managedView // the clients managed through the admin API
+	scopes  []string     // the default scopes, parsed
 	ttl     time.Duration
 	logger  *zap.Logger
 	audit   auditLog

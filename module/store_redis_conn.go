@@ -229,11 +229,11 @@ func topologyError(err error) bool {
 	return false
 }
 
-// watchReplicas keeps topo up to date twice a second: per Cluster master
-// the replicas CLUSTER SLOTS lists (failed ones are left out); with
-// Sentinel or a single server, the master's own count of replicas online
-// and acknowledging (the Sentinels' view lags: they refresh a replica's
-// state every 10 s, and mid-failover list the old master's replicas).
+// watchReplicas keeps topo up to date twice a second: the master's own
+// count of replicas online and acknowledging (per master on a Cluster,
+// whose CLUSTER SLOTS lags; with Sentinel, whose view lags too: they
+// refresh a replica's state every 10 s, and mid-failover list the old
+// master's replicas).
 func (c *redisConn) watchReplicas(ctx context.Context) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
@@ -254,17 +254,26 @@ func (c *redisConn) readReplicas(ctx context.Context) (map[string]int, bool) {
 	defer cancel()
 	switch c.mode {
 	case redisCluster:
-		slots, err := c.cluster.ClusterSlots(ctx).Result()
-		if err != nil {
-			return nil, false
-		}
+		// Each master's own count, not CLUSTER SLOTS: Redis leaves out of
+		// CLUSTER SLOTS a replica whose offset it last heard as 0 (every
+		// replica of a new cluster until the first write reaches it, and
+		// then until gossip carries the offset), so writes would skip WAIT
+		// on masters whose replica is there and in sync. A master that
+		// does not answer is left out of the map: writes on it wait for
+		// the configured count.
+		var mu sync.Mutex
 		m := make(map[string]int)
-		for _, s := range slots {
-			if len(s.Nodes) > 0 {
-				m[s.Nodes[0].Addr] = len(s.Nodes) - 1
+		_ = c.cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			info, err := node.Info(ctx, "replication").Result()
+			if err != nil {
+				return nil
 			}
-		}
-		return m, true
+			mu.Lock()
+			m[node.Options().Addr] = onlineReplicas(info)
+			mu.Unlock()
+			return nil
+		})
+		return m, len(m) > 0
 	default:
 		info, err := c.client.Info(ctx, "replication").Result()
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -218,6 +219,30 @@ func (c *epochConn) Write(b []byte) (int, error) {
 	}
 	return c.Conn.Write(b)
 }
+
+// SyscallConn is what go-redis's pool checks an idle connection with
+// before handing it out (it closes one that fails and takes the next): a
+// connection to a replaced master fails, so after a switch the stale
+// connections are dropped without costing a command each (go-redis
+// retries a command once, and a pool holds several); otherwise the check
+// is the underlying connection's, or none for TLS (as go-redis does).
+func (c *epochConn) SyscallConn() (syscall.RawConn, error) {
+	if c.w.epoch.Load() != c.epoch {
+		return nil, errStaleMaster
+	}
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return noCheck{}, nil
+}
+
+// noCheck is a syscall.RawConn that runs no check: go-redis then takes
+// the connection as healthy.
+type noCheck struct{}
+
+func (noCheck) Control(func(uintptr)) error    { return nil }
+func (noCheck) Read(func(uintptr) bool) error  { return nil }
+func (noCheck) Write(func(uintptr) bool) error { return nil }
 
 // watch keeps one Sentinel subscription up.
 func (w *sentinelWatch) watch(ctx context.Context, cl *redis.SentinelClient) {

@@ -227,10 +227,9 @@ func TestRedisStoreCluster(t *testing.T) {
 	}
 	t.Logf("store works on both instances %s after the promotion", time.Since(promoted).Round(10*time.Millisecond))
 
-	// Losing a replica costs the guarantee, not availability: once the
-	// cluster has flagged the dead replica, its master acknowledges alone
-	// (CLUSTER SLOTS leaves failed nodes out), and writes on every master
-	// work again.
+	// Losing a replica costs the guarantee, not availability: once its
+	// master no longer counts the dead replica, it acknowledges alone,
+	// and writes on every master work again.
 	var victim *redistest.Server
 	for _, m := range c.Masters() {
 		if r := c.ReplicaOf(m); r != nil {

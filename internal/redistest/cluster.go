@@ -93,7 +93,8 @@ func (c *Cluster) healthy() bool {
 }
 
 // WaitHealthy waits until every running node sees the cluster as ok and
-// every master with a live replica has it in sync.
+// every master with a live replica has it in sync and acknowledging its
+// writes (WAIT).
 func (c *Cluster) WaitHealthy(timeout time.Duration) {
 	c.t.Helper()
 	waitFor(c.t, timeout, "cluster healthy", func() bool {
@@ -112,8 +113,28 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) {
 				return false
 			}
 		}
+		for _, m := range masters {
+			if c.ReplicaOf(m) != nil && !c.acknowledges(m) {
+				return false
+			}
+		}
 		return true
 	})
+}
+
+// acknowledges reports whether m's replica acknowledges m's writes: WAIT
+// on a key of m's slots (tried until one is not answered -MOVED).
+func (c *Cluster) acknowledges(m *Server) bool {
+	for i := range 64 {
+		ok, reply := m.replicated(1, "redistest:ready:{"+strconv.Itoa(i)+"}")
+		if ok {
+			return true
+		}
+		if !strings.HasPrefix(reply, "-MOVED") {
+			return false
+		}
+	}
+	return false
 }
 
 // WaitPromoted waits until r is a master and every running node sees the

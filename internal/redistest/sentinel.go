@@ -112,7 +112,8 @@ func (st *Sentinel) Master() *Server {
 }
 
 // WaitHealthy waits until every sentinel agrees on a running master that
-// has two replicas in sync, and sees the two other sentinels.
+// has two replicas in sync, both acknowledging its writes (WAIT), and sees
+// the two other sentinels.
 func (st *Sentinel) WaitHealthy(timeout time.Duration) *Server {
 	st.t.Helper()
 	var m *Server
@@ -132,7 +133,8 @@ func (st *Sentinel) WaitHealthy(timeout time.Duration) *Server {
 				return false
 			}
 		}
-		return true
+		ok, _ := m.replicated(2, "redistest:ready")
+		return ok
 	})
 	return m
 }

@@ -305,14 +305,58 @@ func infoField(text, field string) string {
 }
 
 // StartReplica starts a redis-server replicating master on a free port,
-// waits until its link is up, and stops it at the end of the test.
+// waits until its link is up and it acknowledges the master's writes
+// (WAIT), and stops it at the end of the test.
 func StartReplica(t testing.TB, master *Server) *Server {
 	t.Helper()
 	r := &Server{t: t, port: FreePort(t), dir: t.TempDir(), args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}}
 	r.Start()
 	t.Cleanup(r.Stop)
-	waitFor(t, 10*time.Second, "replica link up", func() bool {
-		return r.Info("replication", "master_link_status") == "up"
+	waitFor(t, 10*time.Second, "replica link up and acknowledging writes", func() bool {
+		if r.Info("replication", "master_link_status") != "up" {
+			return false
+		}
+		ok, _ := master.replicated(1, "redistest:ready")
+		return ok
 	})
 	return r
+}
+
+// replicated reports whether n replicas of s acknowledge a write: on one
+// connection it writes key and deletes it again (nothing is left behind)
+// and asks WAIT n. ok is false, with the reply, if s does not own key (a
+// Cluster node answers -MOVED) or fewer replicas acknowledged within 1 s.
+//
+// A replica can say its link is up before its master streams to it: after
+// a diskless sync the master starts the stream only on the replica's next
+// ACK, which may be a second away. Until then WAIT times out, so a
+// topology is ready only once a write is acknowledged.
+func (s *Server) replicated(n int, key string) (bool, string) {
+	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	var cmds []byte
+	for _, c := range [][]string{{"SET", key, "1"}, {"DEL", key}, {"WAIT", strconv.Itoa(n), "1000"}} {
+		cmds = append(cmds, encode(c)...)
+	}
+	if _, err := conn.Write(cmds); err != nil {
+		return false, err.Error()
+	}
+	r := bufio.NewReader(conn)
+	var last string
+	for i := range 3 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return false, err.Error()
+		}
+		last = strings.TrimRight(line, "\r\n")
+		if i == 0 && last != "+OK" {
+			return false, last
+		}
+	}
+	got, err := strconv.Atoi(strings.TrimPrefix(last, ":"))
+	return err == nil && got >= n, last
 }

@@ -329,6 +329,12 @@ func TestRedisStoreSentinel(t *testing.T) {
 	if _, err := a.RevokeToken(ctx, key); !errors.Is(err, ErrStoreUnavailable) {
 		t.Errorf("RevokeToken during an announced failover: %v, want ErrStoreUnavailable", err)
 	}
+	// The late end of an earlier failover (of another master address)
+	// does not lift this one's fence.
+	a.conn.sentinel.event("+failover-end", "master "+redistest.SentinelMasterName+" 127.0.0.1 2")
+	if err := a.Save(ctx, key, redisTestRecord("fenced", time.Hour), 0); !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "failover") {
+		t.Errorf("Save after an earlier failover's end, during another: %v, want ErrStoreUnavailable (failover)", err)
+	}
 	a.conn.sentinel.event("-failover-abort-not-elected", "master "+redistest.SentinelMasterName+" 127.0.0.1 1")
 	if err := a.Save(ctx, key, redisTestRecord("fenced", time.Hour), 0); err != nil {
 		t.Errorf("Save after the failover was aborted: %v", err)

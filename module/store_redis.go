@@ -109,8 +109,12 @@ type RedisStore struct {
 	// A write waits for no more replicas than the topology has healthy at
 	// the time (a Cluster master whose replica was promoted has none), so
 	// losing replicas costs the guarantee, not availability. 0 uses the
-	// default, a negative value turns WAIT off. Default: 1 with Sentinel or
-	// Cluster, none with a single server.
+	// default, a negative value turns WAIT off. Default: with Sentinel
+	// every replica the master shows healthy (Sentinel may promote any of
+	// them, chosen by replication offsets that can be seconds old; the
+	// price is that the slowest healthy replica sets each write's pace),
+	// 1 with Cluster, none with a single server. A number N caps the
+	// count at N.
 	Replicas int `json:"replicas,omitempty"`
 
 	conn   *redisConn

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -44,14 +45,25 @@ func modeOf(o *redis.UniversalOptions) redisMode {
 	}
 }
 
-// defaultReplicas is the WAIT count where the config leaves it unset: one
-// replica where the topology has replicas (Sentinel, Cluster), none on a
-// single server.
+// replicasAll is the WAIT count "every replica the master shows healthy":
+// replicasFor caps it at the topology's count.
+const replicasAll = math.MaxInt32
+
+// defaultReplicas is the WAIT count where the config leaves it unset:
+// with Sentinel every healthy replica (Sentinel may promote any of them,
+// and picks by the replication offsets its last INFO reported, which can
+// be seconds old: a write only some replicas have can be lost to the
+// promotion of another), on a Cluster one (a master has one replica
+// there), none on a single server.
 func defaultReplicas(m redisMode) int {
-	if m == redisSingle {
+	switch m {
+	case redisSentinel:
+		return replicasAll
+	case redisCluster:
+		return 1
+	default:
 		return 0
 	}
-	return 1
 }
 
 // redisConn is the pooled part of a RedisStore: the client, the local
@@ -69,7 +81,8 @@ type redisConn struct {
 	channel  string
 
 	// replicas is how many replicas must acknowledge a write (WAIT), at
-	// most as many as the topology currently has; 0: no WAIT.
+	// most as many as the topology currently has; 0: no WAIT; replicasAll:
+	// every healthy one.
 	replicas int
 	// topo maps a master's address ("" outside Cluster mode) to how many
 	// healthy replicas it has, as last seen; nil until first seen.
@@ -316,7 +329,7 @@ func onlineReplicas(info string) int {
 // replicasFor is how many replicas a write on the master at addr ("" off
 // Cluster) waits for: the configured count, or fewer if the topology has
 // fewer healthy replicas right now (a Cluster master whose only replica
-// was promoted has none).
+// was promoted has none); replicasAll before the topology is known is 1.
 func (c *redisConn) replicasFor(addr string) int {
 	if c.replicas == 0 {
 		return 0
@@ -325,6 +338,9 @@ func (c *redisConn) replicasFor(addr string) int {
 		if n, ok := (*m)[addr]; ok {
 			return min(c.replicas, n)
 		}
+	}
+	if c.replicas == replicasAll {
+		return 1
 	}
 	return c.replicas
 }

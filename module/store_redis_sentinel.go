@@ -47,6 +47,11 @@ type sentinelWatch struct {
 	// fenceUntil is when the current failover fence lapses (Unix ns), 0
 	// when there is none.
 	fenceUntil atomic.Int64
+	// fenceMu guards fenceAddr and the changes of fenceUntil.
+	fenceMu sync.Mutex
+	// fenceAddr is the master (host:port) whose failover the fence is
+	// for: only the end of that failover lifts it (see event).
+	fenceAddr string
 	// gen changes whenever a failover begins or the master switches.
 	gen atomic.Uint64
 	// epoch changes when the master switches: connections dialed before
@@ -318,6 +323,15 @@ func (w *sentinelWatch) watchOnce(ctx context.Context, cl *redis.SentinelClient)
 }
 
 // event handles one Sentinel announcement about our master.
+//
+// The fence is lifted only by the end of the failover it was raised for:
+// a +switch-master away from that master, or its +failover-end or
+// -failover-abort-*. Sentinels announce a failover's end late and one by
+// one, so under load a Sentinel may start failing over the master just
+// promoted before another Sentinel announces the end of the previous
+// failover (seen in CI: the late +switch-master of the first failover
+// lifted the fence of the second, and the demoted master kept
+// acknowledging tokens that were then lost).
 func (w *sentinelWatch) event(channel, payload string) {
 	f := strings.Fields(payload)
 	switch {
@@ -328,23 +342,36 @@ func (w *sentinelWatch) event(channel, payload string) {
 		}
 		changed := w.setMaster(net.JoinHostPort(f[3], f[4]))
 		w.gen.Add(1)
-		w.fenceUntil.Store(0)
+		w.liftFence(net.JoinHostPort(f[1], f[2]))
 		w.logger.Info("redis sentinel switched master", zap.String("master_name", w.name), zap.String("master", net.JoinHostPort(f[3], f[4])))
 		if changed && w.onSwitch != nil {
 			w.onSwitch()
 		}
 	case channel == "+try-failover":
 		// master <name> <ip> <port>
-		if len(f) < 2 || f[1] != w.name {
+		if len(f) < 4 || f[1] != w.name {
 			return
 		}
+		w.fenceMu.Lock()
 		w.gen.Add(1)
+		w.fenceAddr = net.JoinHostPort(f[2], f[3])
 		w.fenceUntil.Store(time.Now().Add(sentinelFenceMax).UnixNano())
-		w.logger.Info("redis sentinel failover begins; writes wait for the new master", zap.String("master_name", w.name))
-	default: // +failover-end, -failover-abort-*
-		if len(f) < 2 || f[1] != w.name {
+		w.fenceMu.Unlock()
+		w.logger.Info("redis sentinel failover begins; writes wait for the new master", zap.String("master_name", w.name), zap.String("master", net.JoinHostPort(f[2], f[3])))
+	default: // +failover-end, -failover-abort-*: master <name> <ip> <port>
+		if len(f) < 4 || f[1] != w.name {
 			return
 		}
+		w.liftFence(net.JoinHostPort(f[2], f[3]))
+	}
+}
+
+// liftFence ends the fence if it was raised for the failover of master.
+func (w *sentinelWatch) liftFence(master string) {
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	if w.fenceAddr == master {
 		w.fenceUntil.Store(0)
+		w.fenceAddr = ""
 	}
 }

@@ -45,8 +45,16 @@ func TestSentinelWatchEvents(t *testing.T) {
 		{"+switch-master", "mymaster 10.0.0.1 6379 10.0.0.2 6380", false, true, "10.0.0.2:6380", 1},
 		// A repeated announcement (every Sentinel sends one) is no new switch.
 		{"+switch-master", "mymaster 10.0.0.1 6379 10.0.0.2 6380", false, true, "10.0.0.2:6380", 1},
-		{"+try-failover", "short", false, false, "10.0.0.2:6380", 1},
-		{"+switch-master", "mymaster short", false, false, "10.0.0.2:6380", 1},
+		// A Sentinel fails over the new master before another one
+		// announced the end of the previous failover: the late
+		// announcements of that one do not lift the new fence.
+		{"+try-failover", "master mymaster 10.0.0.2 6380", true, true, "10.0.0.2:6380", 1},
+		{"+failover-end", "master mymaster 10.0.0.1 6379", true, false, "10.0.0.2:6380", 1},
+		{"-failover-abort-not-elected", "master mymaster 10.0.0.1 6379", true, false, "10.0.0.2:6380", 1},
+		{"+switch-master", "mymaster 10.0.0.1 6379 10.0.0.2 6380", true, true, "10.0.0.2:6380", 1},
+		{"+switch-master", "mymaster 10.0.0.2 6380 10.0.0.3 6381", false, true, "10.0.0.3:6381", 2},
+		{"+try-failover", "short", false, false, "10.0.0.3:6381", 2},
+		{"+switch-master", "mymaster short", false, false, "10.0.0.3:6381", 2},
 	}
 	for i, st := range steps {
 		gen := w.gen.Load()
@@ -64,8 +72,8 @@ func TestSentinelWatchEvents(t *testing.T) {
 			t.Errorf("step %d: %d switches, want %d", i, switches, st.switches)
 		}
 	}
-	if w.epoch.Load() != 1 {
-		t.Errorf("epoch = %d after one switch, want 1", w.epoch.Load())
+	if w.epoch.Load() != 2 {
+		t.Errorf("epoch = %d after two switches, want 2", w.epoch.Load())
 	}
 	// The fence lapses on its own if its end is never announced.
 	w.fenceUntil.Store(time.Now().Add(-time.Millisecond).UnixNano())
@@ -208,6 +216,45 @@ func TestOnlineReplicas(t *testing.T) {
 	} {
 		if got := onlineReplicas(tc.info); got != tc.want {
 			t.Errorf("onlineReplicas(%q) = %d, want %d", tc.info, got, tc.want)
+		}
+	}
+}
+
+// TestReplicasFor checks the WAIT count per topology: the defaults, the
+// cap at the healthy replicas the topology shows, and "every healthy
+// replica" (Sentinel's default) before and after the count is known.
+func TestReplicasFor(t *testing.T) {
+	if d := defaultReplicas(redisSentinel); d != replicasAll {
+		t.Errorf("Sentinel default %d, want every healthy replica", d)
+	}
+	if d := defaultReplicas(redisCluster); d != 1 {
+		t.Errorf("Cluster default %d, want 1", d)
+	}
+	if d := defaultReplicas(redisSingle); d != 0 {
+		t.Errorf("single-server default %d, want 0", d)
+	}
+	for _, tc := range []struct {
+		replicas int
+		healthy  int // -1: not known yet
+		want     int
+	}{
+		{replicasAll, -1, 1},
+		{replicasAll, 0, 0},
+		{replicasAll, 1, 1},
+		{replicasAll, 2, 2},
+		{replicasAll, 5, 5},
+		{1, -1, 1},
+		{1, 2, 1},
+		{2, 1, 1},
+		{3, -1, 3},
+		{0, 2, 0},
+	} {
+		c := &redisConn{replicas: tc.replicas}
+		if tc.healthy >= 0 {
+			c.topo.Store(&map[string]int{"": tc.healthy})
+		}
+		if got := c.replicasFor(""); got != tc.want {
+			t.Errorf("replicas %d, %d healthy: WAIT %d, want %d", tc.replicas, tc.healthy, got, tc.want)
 		}
 	}
 }

@@ -301,8 +301,8 @@ func TestRedisStoreSentinel(t *testing.T) {
 	st := redistest.StartSentinel(t)
 	a := redisTestTopologyInstance(t, st.SentinelAddrs(), redistest.SentinelMasterName, 0, time.Minute)
 	b := redisTestTopologyInstance(t, st.SentinelAddrs(), redistest.SentinelMasterName, 1, time.Minute)
-	if a.conn.mode != redisSentinel || a.Replicas != 1 {
-		t.Fatalf("mode %s, replicas %d; want sentinel with the default of 1", a.conn.mode, a.Replicas)
+	if a.conn.mode != redisSentinel || a.Replicas != replicasAll {
+		t.Fatalf("mode %s, replicas %d; want sentinel with the default of every healthy replica", a.conn.mode, a.Replicas)
 	}
 	redisTestDataOps(t, a, b)
 	ctx := context.Background()
@@ -327,6 +327,12 @@ func TestRedisStoreSentinel(t *testing.T) {
 	}
 	if _, err := a.RevokeToken(ctx, key); !errors.Is(err, ErrStoreUnavailable) {
 		t.Errorf("RevokeToken during an announced failover: %v, want ErrStoreUnavailable", err)
+	}
+	// The late end of an earlier failover (of another master address)
+	// does not lift this one's fence.
+	a.conn.sentinel.event("+failover-end", "master "+redistest.SentinelMasterName+" 127.0.0.1 2")
+	if err := a.Save(ctx, key, redisTestRecord("fenced", time.Hour), 0); !errors.Is(err, ErrStoreUnavailable) || !strings.Contains(err.Error(), "failover") {
+		t.Errorf("Save after an earlier failover's end, during another: %v, want ErrStoreUnavailable (failover)", err)
 	}
 	a.conn.sentinel.event("-failover-abort-not-elected", "master "+redistest.SentinelMasterName+" 127.0.0.1 1")
 	if err := a.Save(ctx, key, redisTestRecord("fenced", time.Hour), 0); err != nil {
@@ -382,12 +388,12 @@ func TestRedisStoreSentinel(t *testing.T) {
 		t.Error("B accepts the revoked token")
 	}
 
-	// After the switch, writes wait for a replica again: the new master
-	// counts the replica that follows it (the old master too, once
+	// After the switch, writes wait for every replica again: the new
+	// master counts the replica that follows it (the old master too, once
 	// demoted) within a few seconds.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		if m := a.conn.topo.Load(); m != nil && (*m)[""] >= 1 && a.conn.replicasFor("") == 1 {
+		if m := a.conn.topo.Load(); m != nil && (*m)[""] >= 1 && a.conn.replicasFor("") == (*m)[""] {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -29,8 +29,23 @@ type Client struct {
 	// Default: the handler's scope.
 	Scope string `json:"scope,omitempty"`
 
-	verifiers []secretVerifier
-	scopes    []string
+	// AuthMethod is how the client must authenticate on the token,
+	// revocation and introspection endpoints: "basic" (HTTP Basic, RFC 8414
+	// client_secret_basic), "post" (client_id and client_secret in the body,
+	// client_secret_post) or "both". The other method is refused with 401
+	// invalid_client (23020). Default: the handler's auth_method, "both".
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// Introspect is which tokens the client may introspect: "own" (its
+	// own; any other token is {"active": false}) or "any" (every client's,
+	// answered with sub, iss and nbf too: the role of a resource server,
+	// RFC 7662). Default: "own".
+	Introspect string `json:"introspect,omitempty"`
+
+	verifiers     []secretVerifier
+	scopes        []string
+	auth          authMethods // parsed AuthMethod
+	introspectAny bool        // Introspect is "any"
 }
 
 // secretVerifier checks a presented secret against one stored hash.

@@ -89,6 +89,11 @@ type Handler struct {
 	// Clients are the integrators allowed to obtain tokens.
 	Clients []Client `json:"clients,omitempty"`
 
+	// AuthMethod is the client authentication method of every client that
+	// sets none: "basic", "post" or "both" (see Client.AuthMethod).
+	// Default: "both".
+	AuthMethod string `json:"auth_method,omitempty"`
+
 	// RequireParams are the parameters every request to a protected path
 	// must carry exactly once, non-empty, in the query string, a form body
 	// or a JSON body. Default: ["deviceid"].
@@ -154,7 +159,8 @@ type Handler struct {
 	protect *protector  // Bearer, scope and parameter checks, normalization
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
-	scopes  []string // the default scopes, parsed
+	scopes  []string    // the default scopes, parsed
+	auths   authMethods // the default auth_method, parsed
 	ttl     time.Duration
 	logger  *zap.Logger
 	audit   auditLog

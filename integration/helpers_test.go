@@ -86,7 +86,7 @@ type gateway struct {
 func startGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := httptest.NewServer(g.backend)
 	t.Cleanup(up.Close)
@@ -110,6 +110,7 @@ func (g *gateway) caddyfile() string {
 	}
 	return fmt.Sprintf(`:%d {
 	outergate {
+		portal `+portalPath+`
 		token_ttl %s
 		client %s %s
 		client %s %s {
@@ -543,6 +544,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, rr.target, err)
 	}
+	g.checkRaw(t, rr.bytes(g.hostPort()), r)
 	return r
 }
 
@@ -553,7 +555,7 @@ func (g *gateway) sendRaw(t *testing.T, rr rawRequest) reply {
 func startGatewaySite(t *testing.T, cfg gatewayConfig, siteExtra string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, cfg: cfg, backend: legacy.New(legacy.Options{SlowDelay: 10 * time.Second}),
-		client: &http.Client{Transport: &http.Transport{}}}
+		client: &http.Client{Transport: newContractTransport(t)}}
 	t.Cleanup(g.client.CloseIdleConnections)
 	up := newUpstream(t, g.backend)
 	if g.cfg.Upstream == "" {

@@ -30,7 +30,7 @@ func TestGoOAuth2Client(t *testing.T) {
 		t.Run(style.name, func(t *testing.T) {
 			cfg := clientcredentials.Config{ClientID: appID, ClientSecret: appSecret, TokenURL: g.base + "/oauth2/token",
 				Scopes: []string{"read"}, AuthStyle: style.style}
-			ctx := context.Background()
+			ctx := context.WithValue(context.Background(), oauth2.HTTPClient, g.client) // answers checked against the OpenAPI document
 			tok, err := cfg.Token(ctx)
 			if err != nil {
 				t.Fatalf("Token: %v", err)
@@ -277,10 +277,11 @@ func npmClientDir(t *testing.T, npm string) string {
 			t.Fatal(err)
 		}
 	}
-	install := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci: %v\n%s", err, out)
+	if err := npmInstall(npm, dir, nil); err != nil {
+		if errors.Is(err, errRegistryUnreachable) && os.Getenv("OUTERGATE_REQUIRE_NODE") != "1" {
+			t.Skipf("npm registry unreachable, the npm clients not installed (OUTERGATE_REQUIRE_NODE=1 makes this a failure): %v", err)
+		}
+		t.Fatal(err)
 	}
 	return dir
 }

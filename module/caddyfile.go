@@ -47,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_tokens_per_client 100
 //	    error_code      <upstream-status> <code>
 //	    store           memory | <module> [<args...>] { ... }
+//	    portal          /outer/docs/ [<backend-openapi.json>]
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -181,6 +182,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ErrorCodes = map[int]int{}
 			}
 			h.ErrorCodes[status] = code
+		case "portal":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			h.Portal = args[0]
+			if len(args) == 2 {
+				h.PortalDocument = args[1]
+			}
 		case "store":
 			if !d.NextArg() {
 				return d.ArgErr()

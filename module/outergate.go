@@ -153,6 +153,18 @@ type Handler struct {
 	// namespace. Default: {"module": "memory"}.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=outergate.stores inline_key=module"`
 
+	// Portal is the path prefix of the developer portal: the API's OpenAPI
+	// 3.1 document at <portal>openapi.json and a page rendering it, with a
+	// console that tries the API from the browser. The portal is public;
+	// it must not be under a protected path. Default: "" (off).
+	Portal string `json:"portal,omitempty"`
+
+	// PortalDocument names an OpenAPI 3.1 document (JSON) of the backend's
+	// routes; the portal merges the gateway's parts into it instead of
+	// describing the platform document's three device routes. Default: ""
+	// (the built-in device routes).
+	PortalDocument string `json:"portal_document,omitempty"`
+
 	// Built once in Provision; see docs/ARCHITECTURE.md.
 	routes  *routes     // endpoint table and protected paths
 	auth    *clientAuth // client authentication and its throttles
@@ -167,7 +179,8 @@ type Handler struct {
 	// identityKey is the identity header's name folded (lower case, '_' as
 	// '-'), to strip client-sent copies in any spelling.
 	identityKey string
-	liveKey     string // this handler's entry in liveHandlers (admin API)
+	liveKey     string  // this handler's entry in liveHandlers (admin API)
+	portal      *portal // the developer portal; nil when Portal is off
 }
 
 // ScopeRule names the scope that requests to some protected paths need,
@@ -194,6 +207,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripHeader(r.Header, h.identityKey)
 	if ep, ok := h.routes.endpointFor(r); ok {
 		return ep.serve(w, r)
+	}
+	if ok, err := h.servePortal(w, r); ok {
+		return err
 	}
 	if h.routes.protected(r) {
 		return h.protect.serve(w, r, next)

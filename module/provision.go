@@ -41,6 +41,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if err := h.provisionClients(); err != nil {
 		return err
 	}
+	if err := h.provisionPortal(); err != nil {
+		return err
+	}
 	if err := h.provisionStore(ctx); err != nil {
 		return err
 	}

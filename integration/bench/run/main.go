@@ -20,7 +20,7 @@
 //	faults  the upstream, then Redis, killed and restarted during load
 //	all     bench, soak, reload and faults in turn
 //
-// Run `go run ./integration/bench/run <mode> -h` for the flags.
+// Run `go run ./integration/bench/run -h` for the flags.
 package main
 
 import (
@@ -41,6 +41,25 @@ import (
 	"github.com/outergate/outergate/integration/harness"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// usage prints the modes and every flag with its default to fs's output.
+func usage(fs *flag.FlagSet) {
+	fmt.Fprint(fs.Output(), `usage: go run ./integration/bench/run <mode> [flags]
+
+Modes:
+  bench   side-by-side throughput rounds (stock reverse_proxy, outergate with
+          the memory store, outergate with Redis, forward_auth), then the
+          token endpoint's rate; prints Markdown tables
+  soak    sustained load at many connections, RSS and Go heap sampled
+  reload  a config reload every second during load, outergate and stock
+          Caddy in alternating rows
+  faults  the upstream, then Redis, killed and restarted during load
+  all     bench, soak, reload and faults in turn
+
+Flags (each mode reads those named for it, and the unprefixed ones):
+`)
+	fs.PrintDefaults()
+}
 
 // config holds every flag; each mode reads its own.
 type config struct {
@@ -80,13 +99,13 @@ type config struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: run bench|soak|reload|faults|all [flags]")
-		os.Exit(2)
+	mode := ""
+	if len(os.Args) >= 2 {
+		mode = os.Args[1]
 	}
-	mode := os.Args[1]
 	var c config
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
+	fs.Usage = func() { usage(fs) }
 	fs.StringVar(&c.bin, "bin", "", "outergate binary to use instead of building cmd/outergate")
 	fs.StringVar(&c.workdir, "workdir", "", "directory for binaries, Caddyfiles and logs (default: a new temporary one)")
 	fs.StringVar(&c.wrk, "wrk", "wrk", "wrk binary")
@@ -122,6 +141,15 @@ func main() {
 
 	fs.IntVar(&c.faultConns, "fault-conns", 64, "faults: wrk connections")
 	fs.DurationVar(&c.faultDur, "fault-duration", 20*time.Second, "faults: duration; the process is killed at 1/4 and restarted at 1/2 of it")
+	switch {
+	case mode == "-h" || mode == "-help" || mode == "--help":
+		fs.SetOutput(os.Stdout)
+		usage(fs)
+		os.Exit(0)
+	case mode == "" || strings.HasPrefix(mode, "-"):
+		usage(fs)
+		os.Exit(2)
+	}
 	_ = fs.Parse(os.Args[2:])
 
 	modes := map[string]func(*env) error{"bench": runBench, "soak": runSoak, "reload": runReload, "faults": runFaults}

@@ -762,3 +762,75 @@ func anyStrings(v any) []string {
 
 // jsonDecode decodes one JSON value from r.
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// upgradeUpstream is a recording upstream for the upgrade tests: the legacy
+// backend, except that any request asking to upgrade (WebSocket, h2c,
+// anything) is recorded and answered 101, after which the connection echoes
+// what it reads, as a backend that takes the connection over would. It
+// shows whether an upgrade got through, and what the rest of that
+// connection would bypass.
+type upgradeUpstream struct {
+	backend *legacy.Backend
+
+	mu       sync.Mutex
+	upgrades []legacy.Seen
+}
+
+func (u *upgradeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	proto := r.Header.Get("Upgrade")
+	if proto == "" {
+		u.backend.ServeHTTP(w, r)
+		return
+	}
+	u.mu.Lock()
+	u.upgrades = append(u.upgrades, legacy.Seen{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
+	u.mu.Unlock()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", proto)
+	_ = brw.Flush()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	for {
+		n, err := brw.Read(buf)
+		if n > 0 {
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// seenUpgrades returns the upgrade requests the upstream received.
+func (u *upgradeUpstream) seenUpgrades() []legacy.Seen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.upgrades)
+}
+
+// chunkedWithTrailers is a raw request whose body is sent chunked and
+// followed by the given trailer fields.
+func chunkedWithTrailers(method, target string, headers [][2]string, body string, trailers [][2]string) rawRequest {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: {HOST}\r\n", method, target)
+	for _, h := range headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", h[0], h[1])
+	}
+	b.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+	if body != "" {
+		fmt.Fprintf(&b, "%x\r\n%s\r\n", len(body), body)
+	}
+	b.WriteString("0\r\n")
+	for _, t := range trailers {
+		fmt.Fprintf(&b, "%s: %s\r\n", t[0], t[1])
+	}
+	b.WriteString("\r\n")
+	return rawRequest{raw: b.String(), target: target}
+}

@@ -127,7 +127,7 @@ func BenchmarkBearerValidation(b *testing.B) {
 			auth := make([][]string, 0, c.presented)
 			now := time.Now()
 			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
-				ExpiresAt: now.Add(time.Hour).UnixMilli()}
+				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
 			for i := range c.live {
 				tok, err := randomSecret()
 				if err != nil {

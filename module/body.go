@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // drainLimit bounds how much of an oversized body is read and thrown away
@@ -42,6 +43,25 @@ func contentKind(contentType string) bodyKind {
 		return bodyJSON
 	}
 	return bodyOther
+}
+
+// contentEncoded reports whether a body is sent with a Content-Encoding
+// (gzip, deflate, ...): outergate does not decode request bodies, so such a
+// body cannot be inspected. "identity" is no encoding.
+func contentEncoded(h http.Header) bool {
+	for _, v := range h.Values("Content-Encoding") {
+		for enc := range strings.SplitSeq(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unsupportedMedia is the refusal of a body outergate cannot inspect.
+func unsupportedMedia(message string) *apiError {
+	return newAPIError(http.StatusUnsupportedMediaType, CodeBadRequest, message)
 }
 
 // hasBody reports whether the request carries a body.
@@ -85,7 +105,29 @@ func restoreBody(r *http.Request, body []byte) {
 
 // params are request parameters by name, as a form or a JSON object gives
 // them. A JSON value that is not a string is recorded with notString set.
-type params map[string][]paramValue
+// JSON keys are kept folded (foldKey), because the JSON decoders of the
+// backends (Go's encoding/json, Jackson with case-insensitive properties)
+// read "deviceid", "DeviceID" and "DEVICEıD" as one field: a second
+// spelling is a duplicate, and any spelling is the parameter.
+type params struct {
+	values map[string][]paramValue
+	folded bool
+}
+
+// get returns the values of the parameter name.
+func (p params) get(name string) []paramValue {
+	if p.folded {
+		return p.values[foldKey(name)]
+	}
+	return p.values[name]
+}
+
+// foldKey folds a JSON key as encoding/json matches field names (each rune
+// lower-cased then upper-cased, so that 'ſ' is 'S' and 'K' (Kelvin) is 'K'),
+// which also covers Jackson's lower-casing.
+func foldKey(k string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToUpper(unicode.ToLower(r)) }, k)
+}
 
 type paramValue struct {
 	value     string
@@ -96,12 +138,12 @@ type paramValue struct {
 func parseFormParams(s string) (params, error) {
 	vals, err := url.ParseQuery(s)
 	if err != nil {
-		return nil, errors.New("malformed form body")
+		return params{}, errors.New("malformed form body")
 	}
-	p := make(params, len(vals))
+	p := params{values: make(map[string][]paramValue, len(vals))}
 	for k, vs := range vals {
 		for _, v := range vs {
-			p[k] = append(p[k], paramValue{value: v})
+			p.values[k] = append(p.values[k], paramValue{value: v})
 		}
 	}
 	return p, nil
@@ -114,35 +156,36 @@ func parseJSONParams(body []byte) (params, error) {
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, errors.New("malformed JSON body")
+		return params{}, errors.New("malformed JSON body")
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("JSON body must be an object")
+		return params{}, errors.New("JSON body must be an object")
 	}
-	p := make(params)
+	p := params{values: make(map[string][]paramValue), folded: true}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, errors.New("malformed JSON body")
+			return params{}, errors.New("malformed JSON body")
 		}
 		key, _ := tok.(string)
+		key = foldKey(key)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, errors.New("malformed JSON body")
+			return params{}, errors.New("malformed JSON body")
 		}
 		// null is no string either: json.Unmarshal would leave s "".
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil || bytes.Equal(raw, []byte("null")) {
-			p[key] = append(p[key], paramValue{notString: true})
+			p.values[key] = append(p.values[key], paramValue{notString: true})
 			continue
 		}
-		p[key] = append(p[key], paramValue{value: s})
+		p.values[key] = append(p.values[key], paramValue{value: s})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, errors.New("malformed JSON body")
+		return params{}, errors.New("malformed JSON body")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
+		return params{}, errors.New("trailing data after the JSON object")
 	}
 	return p, nil
 }
@@ -154,7 +197,7 @@ func parseBodyParams(kind bodyKind, body []byte) (params, error) {
 		return parseFormParams(string(body))
 	case bodyJSON:
 		if len(bytes.TrimSpace(body)) == 0 {
-			return params{}, nil
+			return params{folded: true}, nil
 		}
 		return parseJSONParams(body)
 	}
@@ -167,7 +210,7 @@ func parseBodyParams(kind bodyKind, body []byte) (params, error) {
 func single(name string, sources ...params) (value string, found bool, err error) {
 	n := 0
 	for _, src := range sources {
-		for _, v := range src[name] {
+		for _, v := range src.get(name) {
 			n++
 			if v.notString {
 				return "", true, fmt.Errorf("%s must be a string", name)
@@ -192,7 +235,7 @@ func single(name string, sources ...params) (value string, found bool, err error
 // its absence (RFC 6749 §2.3.1 for client_secret, §3.3 for scope): a
 // present, empty value yields "", not an error. Repeats still fail.
 func optional(name string, p params) (string, error) {
-	if vs := p[name]; len(vs) == 1 && !vs[0].notString && vs[0].value == "" {
+	if vs := p.get(name); len(vs) == 1 && !vs[0].notString && vs[0].value == "" {
 		return "", nil
 	}
 	v, _, err := single(name, p)

@@ -47,6 +47,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_tokens_per_client 100
 //	    error_code      <upstream-status> <code>
 //	    store           memory | <module> [<args...>] { ... }
+//	    allow_websocket <path-pattern>...
+//	    opaque_body     <media-type>... | *
 //	    portal          /outer/docs/ [<backend-openapi.json>]
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -58,7 +60,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		switch sub {
-		case "client", "protect", "error_code", "require_param", "require_scope":
+		case "client", "protect", "error_code", "require_param", "require_scope", "allow_websocket", "opaque_body":
 			// repeatable
 		default:
 			if seen[sub] {
@@ -190,6 +192,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Portal = args[0]
 			if len(args) == 2 {
 				h.PortalDocument = args[1]
+			}
+		case "allow_websocket", "opaque_body":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if sub == "allow_websocket" {
+				h.AllowWebSocket = append(h.AllowWebSocket, args...)
+			} else {
+				h.OpaqueBody = append(h.OpaqueBody, args...)
 			}
 		case "store":
 			if !d.NextArg() {

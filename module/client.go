@@ -43,6 +43,7 @@ type Client struct {
 	Introspect string `json:"introspect,omitempty"`
 
 	verifiers     []secretVerifier
+	bindings      []string // per verifier: the binding of tokens issued with it (binding.go)
 	scopes        []string
 	auth          authMethods // parsed AuthMethod
 	introspectAny bool        // Introspect is "any"
@@ -182,13 +183,13 @@ type bcryptDecoy struct{ *bcryptVerifier }
 func (bcryptDecoy) Destruct() error { return nil }
 
 // authenticate checks a secret against every hash of the client; all are
-// tried so that timing does not tell which one matched.
-func (c *Client) authenticate(secret string) bool {
-	ok := false
-	for _, v := range c.verifiers {
-		if v.verify(secret) {
-			ok = true
+// tried so that timing does not tell which one matched. binding is that of
+// the first hash that matched (binding.go).
+func (c *Client) authenticate(secret string) (binding string, ok bool) {
+	for i, v := range c.verifiers {
+		if v.verify(secret) && !ok {
+			binding, ok = c.bindings[i], true
 		}
 	}
-	return ok
+	return binding, ok
 }

@@ -1,6 +1,7 @@
 package outergate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,9 +113,18 @@ func TestClientAuthenticate(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.verifiers = append(c.verifiers, v)
+				c.bindings = append(c.bindings, tokenBinding("", c.ID, h))
 			}
-			if got := c.authenticate(tc.secret); got != tc.want {
+			binding, got := c.authenticate(tc.secret)
+			if got != tc.want {
 				t.Fatalf("authenticate(%q) = %v, want %v", tc.secret, got, tc.want)
+			}
+			// The binding is that of the hash that matched.
+			if got && !slices.ContainsFunc(tc.hashes, func(h string) bool {
+				v, _ := parseSecretHash(h)
+				return v.verify(tc.secret) && binding == tokenBinding("", c.ID, h)
+			}) {
+				t.Errorf("binding %q is not that of a matching hash", binding)
 			}
 		})
 	}
@@ -185,16 +195,16 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	}
 	spy := &countingVerifier{}
 	h.auth.decoy = spy
-	if _, ok := h.auth.verify("nobody", "x"); ok {
+	if _, _, ok := h.auth.verify("nobody", "x"); ok {
 		t.Fatal("unknown client authenticated")
 	}
 	if spy.n != 1 {
 		t.Fatalf("decoy checked %d times for an unknown client, want 1", spy.n)
 	}
-	if c, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
+	if c, _, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
 		t.Fatal("bcrypt client refused")
 	}
-	if _, ok := h.auth.verify(testClientID, "wrong"); ok {
+	if _, _, ok := h.auth.verify(testClientID, "wrong"); ok {
 		t.Fatal("wrong secret accepted")
 	}
 	if spy.n != 1 {

@@ -53,6 +53,9 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 	if kind == bodyOther {
 		return req, badRequest("unsupported content type: use application/x-www-form-urlencoded or application/json")
 	}
+	if contentEncoded(r.Header) {
+		return req, unsupportedMedia("Content-Encoding is not supported on request bodies")
+	}
 	body, aerr := readBody(r)
 	if aerr != nil {
 		return req, aerr
@@ -77,7 +80,7 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 		return req, aerr
 	}
 	if basic {
-		if req.clientSecret != "" || len(p["client_secret"]) > 0 {
+		if req.clientSecret != "" || len(p.get("client_secret")) > 0 {
 			return req, badRequest("use one client authentication method: HTTP Basic or client_secret in the body, not both")
 		}
 		if req.clientID != "" && req.clientID != user {
@@ -153,8 +156,9 @@ func authorizationHeader(h http.Header) (string, int) {
 // authenticated is a client whose secret was checked, with the parameters
 // of its request.
 type authenticated[P any] struct {
-	client *Client
-	params P
+	client  *Client
+	binding string // of the secret hash that matched (binding.go)
+	params  P
 }
 
 // authenticateClient runs what every client-authenticated endpoint shares:
@@ -191,7 +195,7 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 		}
 		clientFailures = n
 	}
-	client, ok := a.verify(req.clientID, req.clientSecret)
+	client, binding, ok := a.verify(req.clientID, req.clientSecret)
 	if !ok {
 		err := a.byAddress.count(ctx, ipKey)
 		if err == nil && clientKey != "" {
@@ -219,21 +223,22 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 			return none, nil, err
 		}
 	}
-	return authenticated[P]{client: client, params: req.params}, nil, nil
+	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil
 }
 
 // verify checks a client's secret; an unknown client is checked against
 // the decoy hash so that it costs the same as a wrong secret.
-func (a *clientAuth) verify(id, secret string) (*Client, bool) {
+func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 	c, known := a.clients[id]
 	if !known {
 		a.decoy.verify(secret)
-		return nil, false
+		return nil, "", false
 	}
-	if !c.authenticate(secret) {
-		return nil, false
+	binding, ok := c.authenticate(secret)
+	if !ok {
+		return nil, "", false
 	}
-	return c, true
+	return c, binding, true
 }
 
 // claimedClient names an unverified client id in the audit log: as it is

@@ -325,7 +325,8 @@ func fuzzNormalizeHandler(f *testing.F) (*Handler, string) {
 	}
 	token := "FuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuzzFuz"
 	now := time.Now()
-	rec := TokenRecord{ClientID: testClientID, Scope: "read write groups", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(24 * time.Hour).UnixMilli()}
+	rec := TokenRecord{ClientID: testClientID, Scope: "read write groups", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(24 * time.Hour).UnixMilli(),
+		Binding: h.clients[testClientID].bindings[0]}
 	if err := h.store.Save(context.Background(), hashToken(token), rec, 0); err != nil {
 		f.Fatalf("Save: %v", err)
 	}

@@ -35,7 +35,9 @@ func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if !found || rec.Revoked || rec.expired(time.Now()) || h.clients[rec.ClientID] == nil ||
+	// The token's client must be configured here and bind it (binding.go),
+	// whoever asks.
+	if !found || rec.Revoked || rec.expired(time.Now()) || !h.clients[rec.ClientID].binds(rec) ||
 		(rec.ClientID != caller.ID && !caller.introspectAny) {
 		return introspection{Active: false}, nil, nil
 	}

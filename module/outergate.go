@@ -68,7 +68,10 @@ type Handler struct {
 
 	// Protect lists the path patterns (Caddy path matcher syntax) that need
 	// a valid Bearer token. A pattern ending in "/*" also covers the bare
-	// prefix. Default: ["/outer/device/*"].
+	// prefix, and the spellings legacy backends fold (";param",
+	// backslashes, NTFS streams, trailing dots and spaces) match too; every
+	// path pattern of the handler matches this way. Default:
+	// ["/outer/device/*"].
 	Protect []string `json:"protect,omitempty"`
 
 	// TokenTTL is the lifetime of an issued token; `expires_in` reports it
@@ -80,8 +83,9 @@ type Handler struct {
 	// "read"; every other method needs "write". Default: "read write groups".
 	Scope string `json:"scope,omitempty"`
 
-	// ScopeRules override, per path pattern, the scope a request to a
-	// protected path needs; the first rule whose pattern matches wins.
+	// ScopeRules override, per path pattern (matched like Protect), the
+	// scope a request to a protected path needs; the first rule whose
+	// pattern matches wins.
 	// Default: none (GET, HEAD and OPTIONS need "read", other methods
 	// "write").
 	ScopeRules []ScopeRule `json:"scope_rules,omitempty"`
@@ -144,10 +148,27 @@ type Handler struct {
 	// `throttle_client off`). Default: false.
 	ThrottleClientOff bool `json:"throttle_client_off,omitempty"`
 
-	// MaxTokensPerClient bounds the live tokens of one client: issuing one
-	// more evicts that client's oldest, so a client looping on the token
-	// endpoint cannot grow the store without bound. Default: 100.
+	// MaxTokensPerClient bounds the records a store keeps for one client,
+	// live tokens and revoked tombstones together: issuing one more evicts
+	// a tombstone first, else that client's oldest token, so that a client
+	// looping on the token endpoint (and on revocation) cannot grow the
+	// store without bound. Default: 100.
 	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
+
+	// AllowWebSocket lists the path patterns (Caddy path matcher syntax,
+	// matched like Protect) where a WebSocket upgrade may pass; on a
+	// protected path it is checked like any request first (token, scope,
+	// parameters). Every other protocol upgrade, h2c and CONNECT tunnels
+	// are refused on every path with 400 + 23010. Default: none.
+	AllowWebSocket []string `json:"allow_websocket,omitempty"`
+
+	// OpaqueBody lists the media types (e.g. "text/plain") a protected
+	// request's body may have without being inspected; "*" admits any
+	// body, also one without Content-Type or with a Content-Encoding.
+	// Such bodies are forwarded unread by the parameter checks, which then
+	// look at the query string only. Default: none (only form and JSON
+	// bodies without Content-Encoding; others get 415 + 23010).
+	OpaqueBody []string `json:"opaque_body,omitempty"`
 
 	// StoreRaw is the token store, a module in the outergate.stores
 	// namespace. Default: {"module": "memory"}.
@@ -167,6 +188,7 @@ type Handler struct {
 
 	// Built once in Provision; see docs/ARCHITECTURE.md.
 	routes  *routes     // endpoint table and protected paths
+	guard   guard       // upgrades and short names, on every path
 	auth    *clientAuth // client authentication and its throttles
 	protect *protector  // Bearer, scope and parameter checks, normalization
 	store   Store       // the configured store behind timedStore
@@ -206,14 +228,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
 	if ep, ok := h.routes.endpointFor(r); ok {
-		return ep.serve(w, r)
+		return ep.serve(w, r) // answered here, never relayed: an Upgrade is ignored
 	}
 	if ok, err := h.servePortal(w, r); ok {
 		return err
 	}
+	// Everything below may reach next (reverse_proxy).
+	if aerr := h.guard.check(r); aerr != nil {
+		h.audit.refusal(r, "request refused", aerr)
+		return envelopeRenderer{h.logger}.failure(w, aerr)
+	}
 	if h.routes.protected(r) {
 		return h.protect.serve(w, r, next)
 	}
+	scrubTrailers(r, h.identityKey)
 	return next.ServeHTTP(w, r)
 }
 

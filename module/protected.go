@@ -2,6 +2,7 @@ package outergate
 
 import (
 	"fmt"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ type protector struct {
 	clients        map[string]*Client // a token of a removed client is refused
 	scopeRules     []scopeRule
 	requireParams  []string
+	opaqueBody     []string // media types whose bodies pass uninspected ("*": any)
 	identityHeader string
 	normalize      *normalizer
 	audit          auditLog
@@ -30,7 +32,7 @@ type protector struct {
 
 // scopeRule is a provisioned ScopeRule.
 type scopeRule struct {
-	match caddyhttp.MatchPath
+	paths pathPatterns
 	scope string
 }
 
@@ -41,11 +43,11 @@ func newScopeRules(ctx caddy.Context, rules []ScopeRule) ([]scopeRule, error) {
 		if len(rule.Paths) == 0 || rule.Scope == "" || strings.ContainsRune(rule.Scope, ' ') {
 			return nil, fmt.Errorf("scope rule %d: needs paths and one scope", i)
 		}
-		m := caddyhttp.MatchPath(slices.Clone(rule.Paths))
-		if err := m.Provision(ctx); err != nil {
+		pp, err := newPathPatterns(ctx, slices.Clone(rule.Paths))
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, scopeRule{match: m, scope: rule.Scope})
+		out = append(out, scopeRule{paths: pp, scope: rule.Scope})
 	}
 	return out, nil
 }
@@ -102,7 +104,8 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	case rec.expired(time.Now()):
 		outcome, aerr = validationExpired, invalidToken("access token expired")
-	case p.clients[rec.ClientID] == nil:
+	case !p.clients[rec.ClientID].binds(rec):
+		// A removed client, or a token another handler issued (binding.go).
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	default:
 		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
@@ -120,7 +123,7 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 // the first matching scope rule, else the method's.
 func (p *protector) requiredScope(r *http.Request) string {
 	for _, rule := range p.scopeRules {
-		if matchPath(rule.match, r) {
+		if rule.paths.matches(r) {
 			return rule.scope
 		}
 	}
@@ -166,8 +169,12 @@ func methodOverride(h http.Header) *apiError {
 
 // checkParams reads a request body whole (limit 64 KiB, 413 past it) and
 // puts it back byte for byte, so that a broken body is refused here rather
-// than half-forwarded; then it enforces RequireParams: each present exactly
-// once, as a non-empty string, in the query string or a form or JSON body.
+// than half-forwarded; the body's trailers are checked and dropped
+// (trailers.go). A body outergate cannot inspect (no Content-Type, a media
+// type other than form or JSON, any Content-Encoding) is refused with 415
+// unless opaque_body admits it. Then it enforces RequireParams: each
+// present exactly once, as a non-empty string, in the query string or a
+// form or JSON body.
 func (p *protector) checkParams(r *http.Request) *apiError {
 	body := params{}
 	if hasBody(r) {
@@ -176,15 +183,14 @@ func (p *protector) checkParams(r *http.Request) *apiError {
 			return aerr
 		}
 		restoreBody(r, raw)
-		if kind := contentKind(r.Header.Get("Content-Type")); kind != bodyOther {
-			p, err := parseBodyParams(kind, raw)
-			if err != nil {
-				return badRequest(err.Error())
-			}
-			body = p
+		if aerr := dropTrailers(r); aerr != nil {
+			return aerr
+		}
+		if body, aerr = p.bodyParams(r.Header, raw); aerr != nil {
+			return aerr
 		}
 	}
-	if _, sent := body["access_token"]; sent {
+	if len(body.get("access_token")) > 0 {
 		// RFC 6750 §2: one method per request, and here only the header.
 		return invalidToken("access token must be sent only in the Authorization header")
 	}
@@ -209,4 +215,47 @@ func (p *protector) checkParams(r *http.Request) *apiError {
 		}
 	}
 	return nil
+}
+
+// bodyParams parses the parameters of a protected request's body, or
+// refuses it with 415 when it cannot be inspected. An empty body has
+// nothing to inspect; a body opaque_body admits yields no parameters.
+func (p *protector) bodyParams(h http.Header, raw []byte) (params, *apiError) {
+	if len(raw) == 0 {
+		return params{}, nil
+	}
+	ct := h.Get("Content-Type")
+	if p.opaque(ct) {
+		return params{}, nil
+	}
+	kind := contentKind(ct)
+	switch {
+	case ct == "":
+		return params{}, unsupportedMedia("a request body needs a Content-Type: application/x-www-form-urlencoded or application/json")
+	case kind == bodyOther:
+		return params{}, unsupportedMedia("unsupported content type: use application/x-www-form-urlencoded or application/json")
+	case contentEncoded(h):
+		return params{}, unsupportedMedia("Content-Encoding is not supported on request bodies")
+	}
+	body, err := parseBodyParams(kind, raw)
+	if err != nil {
+		return params{}, badRequest(err.Error())
+	}
+	return body, nil
+}
+
+// opaque reports whether opaque_body admits a body of Content-Type ct
+// unread: "*" any body, else its media type (parameters ignored, case
+// folded) listed.
+func (p *protector) opaque(ct string) bool {
+	if len(p.opaqueBody) == 0 {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	for _, allowed := range p.opaqueBody {
+		if allowed == "*" || (err == nil && strings.EqualFold(allowed, mt)) {
+			return true
+		}
+	}
+	return false
 }

@@ -87,6 +87,7 @@ func TestProtectedRequests(t *testing.T) {
 		body        string
 		token       tokenKind
 		extraAuth   string // a second Authorization header
+		header      http.Header
 
 		wantNext      bool
 		wantClient    string // identity forwarded
@@ -106,8 +107,11 @@ func TestProtectedRequests(t *testing.T) {
 		{name: "PUT with deviceid in a json body restored byte for byte", method: "PUT",
 			target: "/outer/device/unbind/", contentType: "application/json; charset=utf-8", body: jsonBody, token: tokApp,
 			wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
-		{name: "POST with deviceid in the query and an unrelated body", method: "POST",
-			target: "/outer/device/unbind/?deviceid=d1", contentType: "text/plain", body: "deviceid=d2&deviceid=d3", token: tokApp,
+		{name: "POST with deviceid in the query and an opaque_body body", configure: func(h *Handler) { h.OpaqueBody = []string{"text/plain"} },
+			method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: "text/plain", body: "deviceid=d2&deviceid=d3", token: tokApp,
+			wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
+		{name: "opaque_body * admits a body without Content-Type", configure: func(h *Handler) { h.OpaqueBody = []string{"*"} },
+			method: "POST", target: "/outer/device/unbind/?deviceid=d1", body: "\x00binary", token: tokApp,
 			wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
 		{name: "write-only token may PUT", method: "PUT", target: "/outer/device/unbind/?deviceid=d1", token: tokWriteOnly,
 			wantNext: true, wantClient: testClientID, wantScope: "write"},
@@ -161,8 +165,39 @@ func TestProtectedRequests(t *testing.T) {
 			contentType: jsonType, body: `{"deviceid":null}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
 		{name: "array deviceid in a json body", method: "PUT", target: "/outer/device/unbind/",
 			contentType: jsonType, body: `{"deviceid":["d1"]}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
-		{name: "deviceid in a body of another content type does not count", method: "PUT", target: "/outer/device/unbind/",
+		{name: "deviceid in an opaque_body body does not count", configure: func(h *Handler) { h.OpaqueBody = []string{"text/plain"} },
+			method: "PUT", target: "/outer/device/unbind/",
 			contentType: "text/plain", body: "deviceid=d1", token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
+		// Bodies the gateway cannot inspect (issue 12, item 4): 415.
+		{name: "text/plain body", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: "text/plain", body: "deviceid=d1", token: tokApp, wantStatus: 415, wantCode: CodeBadRequest},
+		{name: "merge-patch body", method: "PATCH", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: "application/merge-patch+json", body: `{"deviceid":"d2"}`, token: tokApp, wantStatus: 415, wantCode: CodeBadRequest},
+		{name: "multipart body", method: "POST", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: "multipart/form-data; boundary=x", body: "--x\r\nContent-Disposition: form-data; name=\"deviceid\"\r\n\r\nd2\r\n--x--\r\n", token: tokApp, wantStatus: 415, wantCode: CodeBadRequest},
+		{name: "body without Content-Type", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			body: "deviceid=d2", token: tokApp, wantStatus: 415, wantCode: CodeBadRequest},
+		{name: "gzip-encoded JSON body", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: jsonType, header: http.Header{"Content-Encoding": {"gzip"}}, body: "\x1f\x8b\x08", token: tokApp, wantStatus: 415, wantCode: CodeBadRequest},
+		{name: "identity Content-Encoding is no encoding", method: "PUT", target: "/outer/device/unbind/",
+			contentType: jsonType, header: http.Header{"Content-Encoding": {"identity"}}, body: `{"deviceid":"d1"}`, token: tokApp,
+			wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
+		{name: "empty text/plain body has nothing to inspect", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: "text/plain", token: tokApp, wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
+		// JSON keys folded as Go's and Jackson's decoders fold them.
+		{name: "JSON deviceid and DeviceID are a duplicate", method: "PUT", target: "/outer/device/unbind/",
+			contentType: jsonType, body: `{"deviceid":"d1","DeviceID":"d2"}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "JSON DEVICEID and a query deviceid are a duplicate", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: jsonType, body: `{"DEVICEID":"d2"}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "JSON key with a dotless i folds onto deviceid", method: "PUT", target: "/outer/device/unbind/",
+			contentType: jsonType, body: `{"deviceid":"d1","devıceid":"d2"}`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "form keys are not folded: DeviceID is another parameter", method: "PUT", target: "/outer/device/unbind/",
+			contentType: formType, body: "deviceid=d1&DeviceID=d2", token: tokApp, wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
+		{name: "JSON DeviceId alone is the parameter", method: "PUT", target: "/outer/device/unbind/",
+			contentType: jsonType, body: `{"DeviceId":"d1"}`, token: tokApp, wantNext: true, wantClient: testClientID, wantScope: "read write groups"},
+		{name: "JSON Access_Token in the body", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
+			contentType: jsonType, body: `{"Access_Token":"x"}`, token: tokApp, wantStatus: 401, wantCode: CodeInvalidToken,
+			wantChallenge: `Bearer realm="outer", error="invalid_token"`},
 		{name: "malformed json body", method: "PUT", target: "/outer/device/unbind/?deviceid=d1",
 			contentType: jsonType, body: `{"deviceid":`, token: tokApp, wantStatus: 400, wantCode: CodeBadRequest},
 		{name: "control character in deviceid", method: "GET", target: "/outer/device/info/?deviceid=d%001", token: tokApp,
@@ -176,6 +211,30 @@ func TestProtectedRequests(t *testing.T) {
 			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
 		{name: "require_scope: paths match the Caddy way", configure: groupsRule,
 			method: "GET", target: "/OUTER//device/GROUPS/list/?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the bare path", configure: groupsRule,
+			method: "GET", target: "/outer/device/groups?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the ;param spelling", configure: groupsRule,
+			method: "GET", target: "/outer/device/groups;x=1?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the backslash spelling", configure: groupsRule,
+			method: "GET", target: "/outer/device\\groups\\list?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the trailing dot", configure: groupsRule,
+			method: "GET", target: "/outer/device/groups./list/?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the trailing space", configure: groupsRule,
+			method: "GET", target: "/outer/device/groups%20/list/?deviceid=d1", token: tokReader,
+			wantStatus: 403, wantCode: CodeInsufficientScope,
+			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
+		{name: "require_scope covers the ::$DATA stream", configure: groupsRule,
+			method: "GET", target: "/outer/device/groups::$DATA/list/?deviceid=d1", token: tokReader,
 			wantStatus: 403, wantCode: CodeInsufficientScope,
 			wantChallenge: `Bearer realm="outer", error="insufficient_scope", scope="groups"`},
 		{name: "require_scope: the rule replaces the method's scope", configure: groupsRule,
@@ -204,6 +263,9 @@ func TestProtectedRequests(t *testing.T) {
 			}
 			if tc.extraAuth != "" {
 				r.Header.Add("Authorization", tc.extraAuth)
+			}
+			for k, v := range tc.header {
+				r.Header[k] = v
 			}
 			next := &nextRecorder{}
 			rec := httptest.NewRecorder()

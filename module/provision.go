@@ -34,6 +34,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		return err
 	}
 	h.routes = rt
+	if h.guard.websocket, err = newPathPatterns(ctx, h.AllowWebSocket); err != nil {
+		return err
+	}
 	scopeRules, err := newScopeRules(ctx, h.ScopeRules)
 	if err != nil {
 		return err
@@ -54,6 +57,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		clients:        h.clients,
 		scopeRules:     scopeRules,
 		requireParams:  h.RequireParams,
+		opaqueBody:     h.OpaqueBody,
 		identityHeader: h.IdentityHeader,
 		normalize:      &normalizer{errorCodes: h.ErrorCodes, logger: h.logger},
 		audit:          h.audit,
@@ -168,7 +172,7 @@ func (h *Handler) provisionClients() error {
 		if len(c.SecretHashes) == 0 {
 			return fmt.Errorf("client %q: no secret hash", c.ID)
 		}
-		c.verifiers = c.verifiers[:0]
+		c.verifiers, c.bindings = c.verifiers[:0], c.bindings[:0]
 		for j, raw := range c.SecretHashes {
 			expanded, err := repl.ReplaceOrErr(raw, true, true)
 			if err != nil {
@@ -179,6 +183,7 @@ func (h *Handler) provisionClients() error {
 				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
 			}
 			c.verifiers = append(c.verifiers, v)
+			c.bindings = append(c.bindings, tokenBinding(h.Issuer, c.ID, expanded))
 		}
 		c.scopes = h.scopes
 		if c.Scope != "" {

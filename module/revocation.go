@@ -38,7 +38,7 @@ func (h *Handler) revoke(r *http.Request) (any, *apiError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if !found || rec.ClientID != client.ID {
+	if !found || rec.ClientID != client.ID || !client.binds(rec) {
 		if found {
 			h.audit.Info("revocation of another client's token ignored",
 				zap.String("client_id", client.ID), zap.String("remote_ip", clientIP(r)), zap.String("token_fp", key.Fingerprint()))

@@ -17,7 +17,7 @@ import (
 
 // endpoint is one path outergate answers itself.
 type endpoint struct {
-	match caddyhttp.MatchPath
+	match caddyhttp.MatchPath // literal paths
 	serve func(http.ResponseWriter, *http.Request) error
 }
 
@@ -77,28 +77,25 @@ func (h *Handler) serveOperation(op operation, out renderer) func(http.ResponseW
 // routes finds what a request is for; Provision builds it once.
 type routes struct {
 	endpoints []endpoint
+	epPaths   []pathPatterns      // the endpoints' paths as patterns, by index
 	byPath    map[string]endpoint // the endpoints by lower-case, cleaned literal path
-	protect   caddyhttp.MatchPath
+	protect   pathPatterns
 }
 
-// newRoutes provisions the matchers of the endpoints and of the protected
-// paths. A protect pattern ending in "/*" also covers the bare prefix.
+// newRoutes provisions the patterns of the endpoints and of the protected
+// paths (pathmatch.go: a "/*" pattern also covers its bare prefix).
 func newRoutes(ctx caddy.Context, endpoints []endpoint, protect []string) (*routes, error) {
 	rt := &routes{endpoints: endpoints}
-	for _, p := range protect {
-		rt.protect = append(rt.protect, p)
-		if bare := strings.TrimSuffix(p, "/*"); bare != p && bare != "" {
-			rt.protect = append(rt.protect, bare)
-		}
+	var err error
+	if rt.protect, err = newPathPatterns(ctx, protect); err != nil {
+		return nil, err
 	}
-	matchers := []caddyhttp.MatchPath{rt.protect}
 	for _, ep := range endpoints {
-		matchers = append(matchers, ep.match)
-	}
-	for _, m := range matchers {
-		if err := m.Provision(ctx); err != nil {
+		pp, err := newPathPatterns(ctx, ep.match)
+		if err != nil {
 			return nil, err
 		}
+		rt.epPaths = append(rt.epPaths, pp)
 	}
 	// Endpoint paths are literal: a map of their lower-case, cleaned form
 	// answers what their path matchers would, with one clean per request.
@@ -118,12 +115,13 @@ func newRoutes(ctx caddy.Context, endpoints []endpoint, protect []string) (*rout
 
 // endpointFor finds the endpoint a request is for. The path is cleaned as
 // Caddy's path matcher cleans it (lower case, dot segments, doubled
-// slashes); the ";param" and backslash spellings go through the matchers.
+// slashes); a path that has a folded spelling (pathmatch.go) goes through
+// the endpoints' patterns.
 func (rt *routes) endpointFor(r *http.Request) (endpoint, bool) {
-	if strings.ContainsAny(r.URL.Path, ";\\") {
-		for _, ep := range rt.endpoints {
-			if matchPath(ep.match, r) {
-				return ep, true
+	if strings.ContainsAny(r.URL.Path, foldChars) {
+		for i, pp := range rt.epPaths {
+			if pp.matches(r) {
+				return rt.endpoints[i], true
 			}
 		}
 		return endpoint{}, false
@@ -134,25 +132,7 @@ func (rt *routes) endpointFor(r *http.Request) (endpoint, bool) {
 
 // protected reports whether a request needs a Bearer token.
 func (rt *routes) protected(r *http.Request) bool {
-	return matchPath(rt.protect, r)
-}
-
-// matchPath runs Caddy's path matcher on the request, and once more on a
-// copy whose path has ";params" and backslashes removed, because many legacy
-// backends (servlet containers, IIS) route those spellings to the same place.
-func matchPath(m caddyhttp.MatchPath, r *http.Request) bool {
-	if m.Match(r) {
-		return true
-	}
-	if !strings.ContainsAny(r.URL.Path, ";\\") {
-		return false
-	}
-	u := *r.URL
-	u.Path = stripPathParams(strings.ReplaceAll(u.Path, "\\", "/"))
-	u.RawPath = ""
-	r2 := *r
-	r2.URL = &u
-	return m.Match(&r2)
+	return rt.protect.matches(r)
 }
 
 // exactPath matches p with and without a trailing slash.
@@ -167,17 +147,6 @@ func exactPath(p string) caddyhttp.MatchPath {
 // subPath joins a path and a relative one with exactly one slash.
 func subPath(base, rel string) string {
 	return strings.TrimSuffix(base, "/") + "/" + rel
-}
-
-// stripPathParams removes ";..." from every segment of a path.
-func stripPathParams(p string) string {
-	segs := strings.Split(p, "/")
-	for i, seg := range segs {
-		if j := strings.IndexByte(seg, ';'); j >= 0 {
-			segs[i] = seg[:j]
-		}
-	}
-	return strings.Join(segs, "/")
 }
 
 // oauth2Paths derives the standard endpoints from oauth2_token_path:

@@ -41,10 +41,15 @@ type TokenRecord struct {
 	// expires on time rather than up to a second early.
 	IssuedAt  int64 `json:"i"`
 	ExpiresAt int64 `json:"e"`
+	// Binding names the issuer and the client credential the token was
+	// issued under (binding.go); a handler accepts the token only if it
+	// would issue it the same binding.
+	Binding string `json:"b,omitempty"`
 	// Revoked marks a tombstone: the token was revoked and is refused as
-	// such until it would have expired. (Tokens evicted past
-	// max_tokens_per_client are deleted instead, so that issuance cannot
-	// grow the store.)
+	// such until it would have expired or the client's cap evicts it
+	// (tombstones count against max_tokens_per_client and go first). Tokens
+	// evicted past the cap are deleted, so that neither issuance nor
+	// revocation can grow the store.
 	Revoked bool `json:"r,omitempty"`
 }
 
@@ -73,14 +78,15 @@ type Store interface {
 // TokenStore keeps issued tokens by their hash.
 type TokenStore interface {
 	// Save keeps rec under key until rec.ExpiresAt. With maxPerClient > 0
-	// it then evicts the client's oldest tokens until no more than
-	// maxPerClient are live.
+	// it then evicts the client's records, revoked tombstones first, then
+	// the oldest tokens, until no more than maxPerClient remain.
 	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked; for a revoked token the record has Revoked set,
 	// so that the refusal can say so.
 	Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error)
-	// RevokeToken deletes one token; false if it was not live. Every
+	// RevokeToken turns one token into a tombstone, kept in its client's
+	// index; false if it was not live. Every
 	// instance sharing the store refuses it from then on.
 	RevokeToken(ctx context.Context, key TokenHash) (bool, error)
 	// RevokeClient deletes every live token of a client and returns how

@@ -1,7 +1,6 @@
 package outergate
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -40,15 +39,18 @@ type memoryTokens struct {
 	mu       sync.Mutex   // guards byClient and the failure windows
 
 	// byClient indexes the tokens of each client, for revocation, counting
-	// and the per-client cap.
+	// and the per-client cap. Tombstones stay indexed, so that they count
+	// against the cap (and go first when it is reached): what a client can
+	// make the store keep is bounded by the cap, whatever it does.
 	byClient map[string]map[TokenHash]indexEntry
 	seq      uint64 // issue order, which milliseconds alone cannot give
 }
 
 // indexEntry is one token in its client's index.
 type indexEntry struct {
-	exp int64  // expiry, Unix ms
-	seq uint64 // issue order within the process
+	exp     int64  // expiry, Unix ms
+	seq     uint64 // issue order within the process
+	revoked bool   // a tombstone
 }
 
 // newMemoryTokens returns an empty process-wide token cache whose index
@@ -150,8 +152,9 @@ func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, ma
 }
 
 // revoke turns a live token into a tombstone that lives until the token
-// would have expired, and drops it from its client's index. It reports
-// whether the token was live.
+// would have expired, or until the client's cap evicts it. The tombstone
+// stays in its client's index, marked, so that it counts against the cap.
+// It reports whether the token was live.
 func (m *memoryTokens) revoke(key TokenHash) bool {
 	v, exp, ok := m.cache.GetWithExpiration(string(key[:]))
 	if !ok || v.(*TokenRecord).Revoked {
@@ -160,48 +163,71 @@ func (m *memoryTokens) revoke(key TokenHash) bool {
 	tomb := *v.(*TokenRecord)
 	tomb.Revoked = true
 	m.mu.Lock()
-	m.unindex(tomb.ClientID, key)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	e, indexed := m.byClient[tomb.ClientID][key]
+	if !indexed {
+		return false // evicted meanwhile: already unknown, nothing to keep
+	}
+	e.revoked = true
+	m.byClient[tomb.ClientID][key] = e
 	if ttl := time.Until(exp); ttl > 0 {
+		// Under m.mu, so that a concurrent eviction cannot leave a
+		// tombstone outside the index (Set calls no OnEvicted).
 		m.cache.Set(string(key[:]), &tomb, ttl)
 	}
 	return true
 }
 
 // oldestBeyond returns the tokens of set to evict so that at most max
-// unexpired ones remain: the earliest issued first, never keep (the token
-// being issued). With max <= 0 there is no cap.
+// unexpired ones, live tokens and tombstones together, remain: tombstones
+// first, then the earliest issued, never keep (the token being issued).
+// With max <= 0 there is no cap.
 func oldestBeyond(set map[TokenHash]indexEntry, max int, nowMs int64, keep TokenHash) []TokenHash {
 	if max <= 0 || len(set) <= max {
 		return nil
 	}
 	type entry struct {
 		key TokenHash
-		seq uint64
+		indexEntry
 	}
-	live := make([]entry, 0, len(set))
+	// before orders eviction: tombstones, then issue order.
+	before := func(a, b entry) bool {
+		if a.revoked != b.revoked {
+			return a.revoked
+		}
+		return a.seq < b.seq
+	}
+	kept := make([]entry, 0, len(set))
 	for k, e := range set {
 		if e.exp > nowMs && k != keep {
-			live = append(live, entry{k, e.seq})
+			kept = append(kept, entry{k, e})
 		}
 	}
-	over := len(live) + 1 - max // keep counts too
+	over := len(kept) + 1 - max // keep counts too
 	switch {
 	case over <= 0:
 		return nil
 	case over == 1:
 		// The steady state of a client at its cap: one pass, no sort.
-		oldest := live[0]
-		for _, e := range live[1:] {
-			if e.seq < oldest.seq {
-				oldest = e
+		first := kept[0]
+		for _, e := range kept[1:] {
+			if before(e, first) {
+				first = e
 			}
 		}
-		return []TokenHash{oldest.key}
+		return []TokenHash{first.key}
 	}
-	slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(kept, func(a, b entry) int {
+		switch {
+		case before(a, b):
+			return -1
+		case before(b, a):
+			return 1
+		}
+		return 0
+	})
 	victims := make([]TokenHash, 0, over)
-	for _, e := range live[:over] {
+	for _, e := range kept[:over] {
 		victims = append(victims, e.key)
 	}
 	return victims
@@ -226,8 +252,10 @@ func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error
 func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
 	s.tokens.mu.Lock()
 	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
-	for k := range s.tokens.byClient[clientID] {
-		keys = append(keys, k)
+	for k, e := range s.tokens.byClient[clientID] {
+		if !e.revoked {
+			keys = append(keys, k)
+		}
 	}
 	s.tokens.mu.Unlock()
 	n := 0
@@ -246,7 +274,7 @@ func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, erro
 	defer s.tokens.mu.Unlock()
 	n := 0
 	for _, e := range s.tokens.byClient[clientID] {
-		if e.exp > now {
+		if e.exp > now && !e.revoked {
 			n++
 		}
 	}

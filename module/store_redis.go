@@ -370,9 +370,10 @@ func unavailable(what string, err error) error {
 // (per hash slot on a Cluster, where the index goes first: a crash between
 // the two leaves an index entry without a token, never a token that
 // revocation cannot find), then evicts the client's earliest issued tokens
-// beyond maxPerClient. The index is scored by issue time in microseconds;
-// members of expired tokens stay until they are the oldest and go first,
-// so the index never holds more than maxPerClient members.
+// beyond maxPerClient. The index is scored by issue time in microseconds,
+// tombstones by 0 (revokeToken); members of expired tokens stay until they
+// are the oldest and go first, tombstones before them, so the index (and
+// the token records it names) never holds more than maxPerClient members.
 func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {
@@ -544,7 +545,12 @@ func (c *redisConn) revokeToken(ctx context.Context, key TokenHash) (bool, error
 		return false, err
 	}
 	if rec.ClientID != "" {
-		c.client.ZRem(ctx, c.clientKey(rec.ClientID), member)
+		// Issue 12 item 11: the tombstone stays in its client's index,
+		// rescored to 0 so that the cap (capScript, oldest score first)
+		// evicts tombstones before live tokens and counts them: a client
+		// cannot keep more than max_tokens_per_client records, revoked or
+		// not. XX: a member the cap already removed is not added back.
+		c.client.ZAddXX(ctx, c.clientKey(rec.ClientID), redis.Z{Score: 0, Member: member})
 	}
 	c.publish(ctx, "t:"+member)
 	return live, nil
@@ -571,12 +577,14 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 		}
 	}
 	if len(members) > 0 {
-		// Only the members read: a token saved meanwhile stays indexed.
-		args := make([]any, len(members))
+		// Only the members read: a token saved meanwhile keeps its score.
+		// Issue 12 item 11: tombstones stay indexed at score 0 (see
+		// revokeToken), counted by the cap and evicted first.
+		zs := make([]redis.Z, len(members))
 		for i, m := range members {
-			args[i] = m
+			zs[i] = redis.Z{Score: 0, Member: m}
 		}
-		c.client.ZRem(ctx, ck, args...)
+		c.client.ZAddXX(ctx, ck, zs...)
 	}
 	c.publish(ctx, "c:"+clientID)
 	return n, nil

@@ -376,15 +376,19 @@ func TestRedisStoreRevocationCounts(t *testing.T) {
 				t.Fatalf("RevokeToken = %v, %v; want false", ok, err)
 			}
 		}},
-		{"RevokeToken removes the token from its client's index", func(t *testing.T, client string) {
-			key, _ := redisTestSave(t, s, client, time.Hour)
+		{"RevokeToken keeps the tombstone indexed at score 0, ahead of live tokens", func(t *testing.T, client string) {
 			other, _ := redisTestSave(t, s, client, time.Hour)
+			key, _ := redisTestSave(t, s, client, time.Hour)
 			if _, err := s.RevokeToken(ctx, key); err != nil {
 				t.Fatal(err)
 			}
-			members := insp.ZRange(ctx, "outergate:c:"+client, 0, -1).Val()
-			if want := []string{hex.EncodeToString(other[:])}; !reflect.DeepEqual(members, want) {
-				t.Fatalf("index = %q, want %q", members, want)
+			members := insp.ZRangeWithScores(ctx, "outergate:c:"+client, 0, -1).Val()
+			if len(members) != 2 || members[0].Member != hex.EncodeToString(key[:]) || members[0].Score != 0 ||
+				members[1].Member != hex.EncodeToString(other[:]) || members[1].Score == 0 {
+				t.Fatalf("index = %+v, want the tombstone %s at 0, then %s", members, key.Fingerprint(), other.Fingerprint())
+			}
+			if n, err := s.CountClient(ctx, client); err != nil || n != 1 {
+				t.Fatalf("CountClient = %d, %v; want 1 (tombstones are not live)", n, err)
 			}
 		}},
 		{"RevokeClient counts and deletes the client's live tokens", func(t *testing.T, client string) {
@@ -401,8 +405,11 @@ func TestRedisStoreRevocationCounts(t *testing.T) {
 					t.Errorf("token %s survived RevokeClient", k.Fingerprint())
 				}
 			}
-			if n := insp.Exists(ctx, "outergate:c:"+client).Val(); n != 0 {
-				t.Error("client index survived RevokeClient")
+			// The tombstones stay indexed at score 0 (issue 12 item 11).
+			for _, z := range insp.ZRangeWithScores(ctx, "outergate:c:"+client, 0, -1).Val() {
+				if z.Score != 0 {
+					t.Errorf("index member %v not rescored as a tombstone", z)
+				}
 			}
 			if n, err := s.RevokeClient(ctx, client); err != nil || n != 0 {
 				t.Errorf("second RevokeClient = %d, %v; want 0", n, err)

@@ -76,6 +76,7 @@ type Seen struct {
 	RawQuery string
 	Header   http.Header // a clone of the request headers
 	Body     []byte
+	Trailer  http.Header // a clone of the request trailers, after the body
 }
 
 // EndUser is one user bound to a device, as returned by endusers.
@@ -314,6 +315,7 @@ func (b *Backend) record(r *http.Request, body []byte) {
 		RawQuery: r.URL.RawQuery,
 		Header:   r.Header.Clone(),
 		Body:     body,
+		Trailer:  r.Trailer.Clone(),
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -1,0 +1,67 @@
+package outergate
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
+)
+
+// This file holds the checks every request that may reach the next handler
+// (reverse_proxy) goes through, on protected paths and all others alike:
+// protocol upgrades and Windows 8.3 short names, both of which would let a
+// request past the gateway's view of it. The endpoints outergate answers
+// itself (token, revocation, introspection, metadata, portal) never relay
+// a request, so they are not guarded: an Upgrade there is ignored.
+
+// guard refuses what the rest of the handler cannot see through.
+// Provision builds it once.
+type guard struct {
+	websocket pathPatterns // allow_websocket: where a WebSocket upgrade may pass
+}
+
+// check returns the refusal of r, or nil. A protocol upgrade would let the
+// upstream take the connection over after one checked request (with a
+// catch-all reverse_proxy, with no token at all), so every upgrade is
+// refused but a WebSocket one on an allow_websocket path, which then goes
+// through the usual checks. h2c is refused everywhere: RFC 9113 §3.1
+// deprecates it, and it is not the client's to ask of the backend. A path
+// component with the syntax of an NTFS 8.3 short name ("DEVICE~1") is
+// refused, as Caddy's file server refuses it on Windows: IIS may resolve
+// it to a route no pattern names.
+func (g guard) check(r *http.Request) *apiError {
+	if proto, ok := upgradeRequested(r); ok {
+		if proto != "websocket" || !g.websocket.matches(r) {
+			return badRequest("protocol upgrade not allowed")
+		}
+	}
+	if caddyhttp.HasWindowsShortName(r.URL.Path) {
+		return badRequest("path component is a Windows short name")
+	}
+	return nil
+}
+
+// upgradeRequested reports whether r asks to switch protocols, and to
+// which (lower case; "" when it cannot be told): an HTTP/1.1 Upgrade header
+// or an Upgrade token in Connection, or a CONNECT: a tunnel, or on HTTP/2
+// and HTTP/3 an extended CONNECT (RFC 8441, RFC 9220) naming its protocol.
+// proto is "websocket" only for exactly one Upgrade value naming WebSocket
+// alone, or an extended CONNECT for WebSocket.
+func upgradeRequested(r *http.Request) (proto string, ok bool) {
+	if r.Method == http.MethodConnect {
+		p := r.Header.Get(":protocol")
+		if r.ProtoMajor == 3 && p == "" {
+			p = r.Proto // quic-go puts :protocol there
+		}
+		return strings.ToLower(p), true
+	}
+	up, hasUp := r.Header["Upgrade"]
+	if !hasUp && !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
+		return "", false
+	}
+	if len(up) == 1 && strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
+		return "websocket", true
+	}
+	return "", true
+}

@@ -699,9 +699,15 @@ func TestClientLockout(t *testing.T) {
 	r := g.do(tokenReq(cc(rotID, rotNew), "203.0.113.1"))
 	expect(t, r, 200, 0, "token info")
 	g.rememberFrom(r)
-	// Unknown ids are never locked (nothing to protect, nothing to store).
-	for range 5 {
-		expect(t, g.do(tokenReq(cc("ghost", "x"), "203.0.113.9")), 401, 23020, "")
+	// Unknown ids lock out the same way (issue 12 item 8), so that a
+	// lockout does not tell a configured id from an unknown one.
+	for i := range 5 {
+		r := g.do(tokenReq(cc("ghost", "x"), "203.0.113.9"))
+		if i < 3 {
+			expect(t, r, 401, 23020, "")
+		} else {
+			expect(t, r, 429, 23029, "")
+		}
 	}
 
 	// Consecutive failures only: a success resets the count.

@@ -47,6 +47,9 @@ type Client struct {
 	scopes        []string
 	auth          authMethods // parsed AuthMethod
 	introspectAny bool        // Introspect is "any"
+	// decoyEquivalents is how many of the verifiers are bcrypt at the
+	// highest configured cost (failcost.go).
+	decoyEquivalents int
 }
 
 // secretVerifier checks a presented secret against one stored hash.

@@ -204,11 +204,22 @@ func TestUnknownClientUsesTheDecoy(t *testing.T) {
 	if c, _, ok := h.auth.verify("legacy", "legacy-secret"); !ok || c.ID != "legacy" {
 		t.Fatal("bcrypt client refused")
 	}
+	if spy.n != 1 {
+		t.Fatal("decoy checked for a success")
+	}
+	// Every failure costs the same (issue 12 item 7): a SHA-256 client's
+	// wrong secret pays the decoy, a bcrypt client's its own hash.
 	if _, _, ok := h.auth.verify(testClientID, "wrong"); ok {
 		t.Fatal("wrong secret accepted")
 	}
-	if spy.n != 1 {
-		t.Fatal("decoy checked for a known client")
+	if spy.n != 2 {
+		t.Fatalf("decoy checked %d times after a SHA-256 client's failure, want 2", spy.n)
+	}
+	if _, _, ok := h.auth.verify("legacy", "wrong"); ok {
+		t.Fatal("wrong bcrypt secret accepted")
+	}
+	if spy.n != 2 {
+		t.Fatal("decoy checked beside a bcrypt client's own hash at the highest cost")
 	}
 }
 

@@ -2,6 +2,7 @@ package outergate
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,8 +21,9 @@ const basicChallenge = `Basic realm="outer"`
 type clientAuth struct {
 	clients   map[string]*Client
 	decoy     secretVerifier
-	byAddress throttle // failures per client address
-	byClient  throttle // consecutive failures per configured client id
+	cost      failureCost // what every failed check pays
+	byAddress throttle    // failures per client address
+	byClient  throttle    // consecutive failures per configured client id
 	audit     auditLog
 }
 
@@ -183,27 +185,30 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 		}
 		return none, aerr, nil
 	}
-	// The per-client lockout covers configured clients only, so that random
-	// ids cannot fill the store with counters.
-	clientKey, clientFailures := "", 0
-	if _, known := a.clients[req.clientID]; known {
-		clientKey = "client:" + req.clientID
-		n, aerr, err := a.byClient.check(ctx, clientKey)
-		if err != nil || aerr != nil {
-			a.audit.refusal(r, "client request throttled", aerr, zap.String("client_id", req.clientID))
-			return none, aerr, err
+	// Both throttles claim this attempt before the secret is checked, so
+	// that concurrent attempts cannot all pass a check made before any of
+	// them failed. Unknown ids are locked out like configured ones.
+	clientKey := lockKey(a.clients, req.clientID)
+	if aerr, err := a.byAddress.reserve(ctx, ipKey); err != nil || aerr != nil {
+		a.audit.refusal(r, "client request throttled", aerr)
+		return none, aerr, err
+	}
+	if aerr, err := a.byClient.reserve(ctx, clientKey); err != nil || aerr != nil {
+		if rerr := a.byAddress.release(ctx, ipKey, false); rerr != nil && err == nil {
+			err = rerr
 		}
-		clientFailures = n
+		a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
+		return none, aerr, err
 	}
 	client, binding, ok := a.verify(req.clientID, req.clientSecret)
+	err := a.byAddress.release(ctx, ipKey, !ok)
+	if cerr := a.byClient.release(ctx, clientKey, !ok); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return none, nil, err
+	}
 	if !ok {
-		err := a.byAddress.count(ctx, ipKey)
-		if err == nil && clientKey != "" {
-			err = a.byClient.count(ctx, clientKey)
-		}
-		if err != nil {
-			return none, nil, err
-		}
 		aerr := clientAuthFailed(req.basic)
 		a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
 		return none, aerr, nil
@@ -217,28 +222,38 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 			zap.Bool("basic", req.basic))
 		return none, aerr, nil
 	}
-	if clientFailures > 0 {
-		// NIST SP 800-63B counts consecutive failures: a success resets.
-		if err := a.byClient.failures.ResetFailures(ctx, clientKey); err != nil {
-			return none, nil, err
-		}
-	}
 	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil
 }
 
-// verify checks a client's secret; an unknown client is checked against
-// the decoy hash so that it costs the same as a wrong secret.
+// lockKey names the per-client lockout counter of a client id: the id
+// itself for a configured client, a 128-bit fingerprint for any other, so
+// that an unknown id locks out like a known one without its text (perhaps
+// a pasted secret) reaching the store.
+func lockKey(clients map[string]*Client, id string) string {
+	if _, known := clients[id]; known {
+		return "client:" + id
+	}
+	sum := hashToken(id)
+	return "client:~" + hex.EncodeToString(sum[:16])
+}
+
+// verify checks a client's secret and returns the binding of the hash that
+// matched (binding.go). Every failure costs the same work whatever the id
+// (failcost.go): a success may be quick, a failure pays the decoy for what
+// the id's own hashes did not cost.
 func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 	c, known := a.clients[id]
-	if !known {
-		a.decoy.verify(secret)
-		return nil, "", false
+	if known {
+		if binding, ok := c.authenticate(secret); ok {
+			return c, binding, true
+		}
 	}
-	binding, ok := c.authenticate(secret)
-	if !ok {
-		return nil, "", false
+	paid := 0
+	if known {
+		paid = c.decoyEquivalents
 	}
-	return c, binding, true
+	a.cost.payDecoy(a.decoy, secret, paid)
+	return nil, "", false
 }
 
 // claimedClient names an unverified client id in the audit log: as it is

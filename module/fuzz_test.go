@@ -371,6 +371,17 @@ func fuzzIsEnvelope(js []byte) bool {
 		env.Meta.Code != nil && *env.Meta.Code != 0
 }
 
+// fuzzEnvelopeCode returns the code of an upstream envelope.
+func fuzzEnvelopeCode(js []byte) int {
+	var env struct {
+		Meta struct {
+			Code int `json:"code"`
+		} `json:"meta"`
+	}
+	_ = json.Unmarshal(js, &env)
+	return env.Meta.Code
+}
+
 // stackTraceRe matches the frames and headers of common stack traces
 // (Python, Java, Go, Node, .NET, PHP), as they would read once cleaned.
 var stackTraceRe = regexp.MustCompile(`Traceback \(most recent call last\)|\bat [\w$.<>]+\([\w.]+\.java:\d+\)|` +
@@ -420,15 +431,11 @@ func FuzzNormalize(f *testing.F) {
 		upJSON := fuzzUpstreamJSON(contentEncoding, body, maxInspect)
 		upEnvelope := fuzzUpstreamJSON(contentEncoding, body, 60<<10) != nil && fuzzIsEnvelope(upJSON)
 
-		if rec.Code == upstream && bytes.Equal(out, body) && rec.Header().Get("Content-Type") == contentType {
-			// Passed through: allowed only for an envelope.
-			if upJSON == nil || !fuzzIsEnvelope(upJSON) {
-				t.Fatalf("upstream %d %q (encoding %q) passed through but is not an envelope", upstream, body, contentEncoding)
-			}
-			return
-		}
-		if upEnvelope {
-			t.Fatalf("an upstream envelope %q (encoding %q) was rewritten to %d %q", body, contentEncoding, rec.Code, out)
+		// Nothing passes through (issue 12): an upstream envelope is
+		// rendered again like any other error, keeping its status and code.
+		isEnvelope := upJSON != nil && fuzzIsEnvelope(upJSON)
+		if upEnvelope && !isEnvelope {
+			t.Fatalf("an upstream envelope %q (encoding %q) was not recognized", body, contentEncoding)
 		}
 		// Normalized: outergate's own envelope.
 		if ct := rec.Header().Get("Content-Type"); ct != contentTypeJSONUTF8 {
@@ -463,6 +470,12 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if upJSON == nil && !fixedPhrases[msg] {
 			t.Fatalf("message %q taken from an upstream body that is not JSON: %q", msg, body)
+		}
+		if isEnvelope {
+			if want := fuzzEnvelopeCode(upJSON); rec.Code != upstream || code != want {
+				t.Fatalf("upstream envelope %d with code %d answered %d with code %d", upstream, want, rec.Code, code)
+			}
+			return
 		}
 		var want int
 		switch {

@@ -142,11 +142,14 @@ const (
 	opFailures
 	opAddFailure
 	opResetFailures
+	opReserve
+	opRelease
 	numStoreOps
 )
 
 var storeOpLabels = [numStoreOps]string{
 	"save", "load", "revoke", "revoke_client", "count", "failures", "add_failure", "reset_failures",
+	"reserve", "release",
 }
 
 // The label values of validations and store operations are a fixed set, so

@@ -3,6 +3,7 @@ package outergate
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,37 +31,69 @@ type normalizer struct {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// bufferErrors tells the response recorder to hold back 4xx/5xx answers;
-// 1xx, 2xx and 3xx stream through untouched.
-func bufferErrors(status int, _ http.Header) bool { return status >= 400 }
-
-// proxy calls next (reverse_proxy) and puts its errors, written or
-// returned, into the envelope.
-func (n *normalizer) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+// proxy calls next (reverse_proxy) through a capture and puts its errors,
+// written or returned, into the envelope: 2xx, 304 and 101 pass through,
+// every other final status becomes an envelope that carries only the
+// headers the gateway chose (those set before next ran, and a valid
+// Retry-After), whether or not the upstream sent its own envelope.
+func (n *normalizer) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer bufPool.Put(buf)
+	ctx, cancel := context.WithCancel(r.Context())
+	c := newCapture(w, buf, cancel)
+	defer func() {
+		c.done()
+		if buf.Cap() <= maxPooledBuffer {
+			bufPool.Put(buf)
+		}
+	}()
 
-	rec := caddyhttp.NewResponseRecorder(w, buf, bufferErrors)
-	err := next.ServeHTTP(rec, r)
-	status := rec.Status()
-	if status != 0 && !rec.Buffered() {
+	err = n.serveNext(c, r.WithContext(ctx), next)
+	if c.final && !c.recorded() {
 		return err // already streamed to the client
 	}
-	if status == 0 {
+	if !c.final {
 		if err == nil {
 			return nil
 		}
 		return n.handlerError(w, r, err)
 	}
-	// A buffered 4xx/5xx; if reading its body failed midway, the status
-	// still says what happened.
-	body := buf.Bytes()
-	if envelopeCode(w.Header(), body) != 0 {
-		return rec.WriteResponse()
+	// A recorded answer; if reading its body failed midway or was cut,
+	// the status still says what happened.
+	return n.normalize(w, r, c)
+}
+
+// serveNext calls next. reverse_proxy aborts with http.ErrAbortHandler
+// when copying a body fails, which it does on purpose when capture cuts an
+// error body; a recorded answer has sent nothing yet, so that abort is
+// turned into an ordinary return and the envelope answered.
+func (n *normalizer) serveNext(c *capture, r *http.Request, next caddyhttp.Handler) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler || !c.recorded() { //nolint:errorlint // the sentinel itself
+				panic(v)
+			}
+			err = nil
+		}
+	}()
+	return next.ServeHTTP(c, r)
+}
+
+// normalize writes the envelope that replaces a recorded upstream answer.
+// An upstream envelope keeps its code; its message is cleaned like any
+// other and its data dropped.
+func (n *normalizer) normalize(w http.ResponseWriter, r *http.Request, c *capture) error {
+	status, body := c.rec.Status(), c.rec.Buffer().Bytes()
+	c.keep(w.Header(), status)
+	if status < 400 {
+		out, code := n.classify(status)
+		return n.write(w, r, status, out, code, "upstream answered with a redirect")
 	}
 	out, code := n.classify(status)
-	msg := upstreamMessage(w.Header(), body)
+	if env := envelopeCode(c.staged, body); env != 0 {
+		out, code = status, env
+	}
+	msg := upstreamMessage(c.staged, body)
 	if msg == "" {
 		msg = phrase(code)
 	}
@@ -116,7 +149,8 @@ func (n *normalizer) write(w http.ResponseWriter, r *http.Request, upstream, sta
 }
 
 // classify maps an upstream error status to the status and code outergate
-// answers (docs/API.md), with ErrorCodes overriding the code.
+// answers (docs/API.md), with ErrorCodes overriding the code. A redirect
+// (3xx but 304) is the upstream misbehaving: 502 + 23090 by default.
 func (n *normalizer) classify(upstream int) (status, code int) {
 	code, ok := n.errorCodes[upstream]
 	if !ok {
@@ -125,7 +159,7 @@ func (n *normalizer) classify(upstream int) (status, code int) {
 			code = CodeDeviceIDError
 		case upstream == 403 || upstream == 423:
 			code = CodeDeviceDisabled
-		case upstream == 401, upstream >= 500:
+		case upstream == 401, upstream >= 500, upstream < 400:
 			code = CodeInternal
 		default:
 			code = CodeBadRequest
@@ -147,7 +181,7 @@ func (n *normalizer) classify(upstream int) (status, code int) {
 		}
 		return http.StatusBadRequest, code
 	}
-	if upstream == 401 {
+	if upstream == 401 || upstream < 400 {
 		return http.StatusBadGateway, code
 	}
 	return upstream, code

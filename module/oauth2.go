@@ -40,6 +40,7 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusMethodNotAllowed, oauthErrorBody{Error: "invalid_request", ErrorDescription: "use GET"})
 	}
 	issuer, origin := h.issuer(r)
+	metadataCachePolicy(w.Header(), h.Issuer != "")
 	auth := authMethodNames(h.clients, h.auths)
 	tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
 	return writeJSON(w, http.StatusOK, serverMetadata{
@@ -89,4 +90,17 @@ func (h *Handler) allScopes() []string {
 	}
 	slices.Sort(all)
 	return slices.Compact(all)
+}
+
+// metadataCachePolicy sets the cache policy of the metadata document. Built
+// from a configured issuer it is the same for every request and may be
+// cached for an hour; built from the request's Host it must not be kept by
+// a shared cache, which could serve one Host's document for another.
+func metadataCachePolicy(h http.Header, fixedIssuer bool) {
+	if fixedIssuer {
+		h.Set("Cache-Control", "public, max-age=3600")
+		return
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Host")
 }

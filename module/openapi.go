@@ -298,6 +298,17 @@ func noStoreHeaders() obj {
 	}
 }
 
+// metadataCacheHeaders describe the metadata's cache policy (oauth2.go).
+func metadataCacheHeaders(fixedIssuer bool) obj {
+	if fixedIssuer {
+		return obj{"Cache-Control": header(true, "Built from the configured issuer: the same for every request.", "public, max-age=3600")}
+	}
+	return obj{
+		"Cache-Control": header(true, "Built from the request's Host: no shared cache may keep it.", "no-store"),
+		"Vary":          header(true, "The document depends on Host.", "Host"),
+	}
+}
+
 // clientErrors are the answers of a client-authenticated POST endpoint
 // (token, revocation, introspection), in the envelope or in RFC form.
 func clientErrors(rfc bool) obj {
@@ -375,7 +386,7 @@ func (h *Handler) gatewayPaths() obj {
 		paths[p] = obj{"get": obj{
 			"operationId": id, "summary": metadataSummary(p), "tags": []string{rtag},
 			"responses": obj{
-				"200": jsonResponse("The metadata.", ref("schemas", "ServerMetadata"), nil),
+				"200": jsonResponse("The metadata.", ref("schemas", "ServerMetadata"), metadataCacheHeaders(h.Issuer != "")),
 				"405": jsonResponse("Wrong method.", ref("schemas", "OAuthError"), obj{"Allow": header(true, "", "GET, HEAD")}),
 			},
 		}}

@@ -3,6 +3,7 @@ package outergate
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +53,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 
 	h.auth.byAddress = throttle{off: h.ThrottleOff, max: h.ThrottleFailures, window: time.Duration(h.ThrottleWindow)}
-	h.auth.byClient = throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow)}
+	h.auth.byClient = throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow), resets: true}
 	h.protect = &protector{
 		clients:        h.clients,
 		scopeRules:     scopeRules,
@@ -204,7 +205,13 @@ func (h *Handler) provisionClients() error {
 	if err != nil {
 		return err
 	}
-	h.auth = &clientAuth{clients: h.clients, decoy: decoy, audit: h.audit}
+	cost, cheaper := planFailureCost(h.clients)
+	if len(cheaper) > 0 {
+		slices.Sort(cheaper)
+		h.logger.Warn("bcrypt hashes below the highest configured cost: a failed authentication of these clients takes longer than one of an unknown id; give every bcrypt hash the same cost",
+			zap.Strings("client_ids", cheaper))
+	}
+	h.auth = &clientAuth{clients: h.clients, decoy: decoy, cost: cost, audit: h.audit}
 	return nil
 }
 

@@ -106,6 +106,18 @@ type FailureStore interface {
 	AddFailure(ctx context.Context, key string, window time.Duration) error
 	// ResetFailures forgets the failures counted under key.
 	ResetFailures(ctx context.Context, key string) error
+	// Reserve claims one attempt under key before a secret is checked, in
+	// one atomic step, so that concurrent attempts cannot all slip under
+	// the limit: the claim is granted while the failures counted plus the
+	// claims still held stay below max. It returns whether it was granted,
+	// the failures counted, and when the window ends; a window of the
+	// given length starts with the first claim or failure.
+	Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error)
+	// Release gives back a claim of Reserve: failed counts it as a
+	// failure, reset forgets the failures counted under key (a success
+	// ends a run of consecutive failures). A key with neither claims nor
+	// failures is dropped.
+	Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error
 }
 
 // pooledStore is a store whose state lives in a caddy.UsagePool entry

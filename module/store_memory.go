@@ -80,10 +80,12 @@ func (m *memoryTokens) unindex(clientID string, key TokenHash) {
 	}
 }
 
-// failureWindow counts failures until its end.
+// failureWindow counts failures, and the claims of attempts still being
+// checked, until its end.
 type failureWindow struct {
-	n   int
-	end time.Time
+	n    int
+	held int
+	end  time.Time
 }
 
 // Destruct implements caddy.Destructor. go-cache's janitor stops when the
@@ -307,7 +309,62 @@ func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Dura
 
 // ResetFailures implements FailureStore.
 func (s *MemoryStore) ResetFailures(_ context.Context, key string) error {
-	s.tokens.failures.Delete(key)
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	if v, ok := s.tokens.failures.Get(key); ok {
+		w := v.(*failureWindow)
+		if w.n = 0; w.held == 0 {
+			s.tokens.failures.Delete(key)
+		}
+	}
+	return nil
+}
+
+// Reserve implements FailureStore.
+func (s *MemoryStore) Reserve(_ context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	v, ok := s.tokens.failures.Get(key)
+	if !ok {
+		if max <= 0 {
+			return false, 0, time.Time{}, nil
+		}
+		end := time.Now().Add(window)
+		s.tokens.failures.Set(key, &failureWindow{held: 1, end: end}, window)
+		return true, 0, end, nil
+	}
+	w := v.(*failureWindow)
+	if w.n+w.held >= max {
+		return false, w.n, w.end, nil
+	}
+	w.held++
+	return true, w.n, w.end, nil
+}
+
+// Release implements FailureStore.
+func (s *MemoryStore) Release(_ context.Context, key string, failed, reset bool, window time.Duration) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	v, ok := s.tokens.failures.Get(key)
+	if !ok {
+		if failed {
+			s.tokens.failures.Set(key, &failureWindow{n: 1, end: time.Now().Add(window)}, window)
+		}
+		return nil
+	}
+	w := v.(*failureWindow)
+	if w.held > 0 {
+		w.held--
+	}
+	if reset {
+		w.n = 0
+	}
+	if failed {
+		w.n++
+	}
+	if w.n == 0 && w.held == 0 {
+		s.tokens.failures.Delete(key)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package outergate
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,4 +304,84 @@ func TestMemoryStoreRevoke(t *testing.T) {
 	if n, _ := s.RevokeClient(ctx, "nobody"); n != 0 {
 		t.Fatalf("RevokeClient(nobody) = %d", n)
 	}
+}
+
+// checkReserve holds every FailureStore to the claim protocol of the
+// throttles, with a and b two handles on one shared store (two instances
+// of a Redis store): concurrent claims never exceed the limit, a failed
+// claim counts, a success gives its claim back, reset forgets failures,
+// and a key with nothing left is dropped.
+func checkReserve(t *testing.T, a, b FailureStore) {
+	t.Helper()
+	ctx := context.Background()
+	key := "ip:claims-" + t.Name()
+	const limit, window = 10, time.Minute
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, _, _, err := s.Reserve(ctx, key, limit, window)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				granted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if g := granted.Load(); g != limit {
+		t.Fatalf("%d of 100 concurrent claims granted with a limit of %d", g, limit)
+	}
+	// Four fail, six succeed: four failures stay, six claims are free.
+	for i := 0; i < limit; i++ {
+		if err := a.Release(ctx, key, i < 4, false, window); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, end, err := b.Failures(ctx, key); err != nil || n != 4 || time.Until(end) <= 0 {
+		t.Fatalf("Failures = %d, %v, %v; want 4 in a running window", n, end, err)
+	}
+	for i := 0; i < 6; i++ {
+		if ok, n, _, err := b.Reserve(ctx, key, limit, window); err != nil || !ok || n != 4 {
+			t.Fatalf("claim %d after the releases: %v, %d failures, %v", i, ok, n, err)
+		}
+	}
+	if ok, n, end, err := a.Reserve(ctx, key, limit, window); err != nil || ok || n != 4 || time.Until(end) <= 0 {
+		t.Fatalf("claim past the limit: %v, %d, %v, %v; want refused with 4 failures and the window's end", ok, n, end, err)
+	}
+	// A success that resets (the per-client lockout) forgets the failures.
+	if err := a.Release(ctx, key, false, true, window); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := b.Failures(ctx, key); n != 0 {
+		t.Fatalf("failures after a resetting success = %d, want 0", n)
+	}
+	for i := 0; i < 5; i++ {
+		_ = b.Release(ctx, key, false, false, window)
+	}
+	// Nothing held, nothing failed: the key is gone, so a success costs no
+	// lasting state. Releasing more than was claimed stays harmless.
+	_ = a.Release(ctx, key, false, false, window)
+	if ok, n, _, err := a.Reserve(ctx, key, 1, window); err != nil || !ok || n != 0 {
+		t.Fatalf("fresh claim with limit 1: %v, %d, %v", ok, n, err)
+	}
+	_ = a.Release(ctx, key, true, false, window)
+	if ok, n, _, _ := b.Reserve(ctx, key, 1, window); ok || n != 1 {
+		t.Fatalf("claim after a failure with limit 1: %v, %d; want refused, 1", ok, n)
+	}
+}
+
+func TestMemoryStoreReserve(t *testing.T) {
+	a := provisionMemory(t, "reserve")
+	b := provisionMemory(t, "reserve")
+	defer a.Cleanup()
+	defer b.Cleanup()
+	checkReserve(t, a, b)
 }

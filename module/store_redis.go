@@ -229,12 +229,17 @@ func (s *RedisStore) CountClient(ctx context.Context, clientID string) (int, err
 
 // ResetFailures implements FailureStore.
 func (s *RedisStore) ResetFailures(ctx context.Context, key string) error {
-	ctx, cancel := s.conn.op(ctx)
-	defer cancel()
-	if err := s.conn.client.Del(ctx, s.conn.failureKey(key)).Err(); err != nil {
-		return unavailable("reset failures", err)
-	}
-	return nil
+	return s.conn.resetFailures(ctx, key)
+}
+
+// Reserve implements FailureStore.
+func (s *RedisStore) Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+	return s.conn.reserve(ctx, key, max, window)
+}
+
+// Release implements FailureStore.
+func (s *RedisStore) Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
+	return s.conn.release(ctx, key, failed, reset, window)
 }
 
 // Load implements TokenStore.
@@ -686,43 +691,125 @@ func (c *redisConn) listenOnce(ctx context.Context) {
 	}
 }
 
-// failureScript counts a failure and starts its window on the first one.
-var failureScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+// The failure counters of the throttles are one hash per key: f counts
+// failures, h the claims of attempts still being checked; the key expires
+// with the window that its first claim or failure started. A string at the
+// key is a counter of an earlier version: read as the failure count, and
+// replaced on the first write.
+const failureLegacy = `if redis.call('TYPE', KEYS[1]).ok == 'string' then redis.call('DEL', KEYS[1]) end
+`
+
+var (
+	failuresScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1]).ok
+local n = 0
+if t == 'string' then n = tonumber(redis.call('GET', KEYS[1])) or 0
+elseif t == 'hash' then n = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0 end
+return {n, redis.call('PTTL', KEYS[1])}`)
+
+	addFailureScript = redis.NewScript(failureLegacy + `
+local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`)
+
+	resetFailuresScript = redis.NewScript(failureLegacy + `
+redis.call('HDEL', KEYS[1], 'f')
+return 1`)
+
+	// ARGV: max, window ms. Returns {granted 0|1, failures, pttl ms}.
+	reserveScript = redis.NewScript(failureLegacy + `
+local f = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0
+local h = tonumber(redis.call('HGET', KEYS[1], 'h')) or 0
+local ok = 0
+if f + h < tonumber(ARGV[1]) then
+  redis.call('HINCRBY', KEYS[1], 'h', 1)
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  ok = 1
+end
+return {ok, f, redis.call('PTTL', KEYS[1])}`)
+
+	// ARGV: failed 0|1, reset 0|1, window ms. An empty hash is deleted
+	// by Redis itself.
+	releaseScript = redis.NewScript(failureLegacy + `
+if (tonumber(redis.call('HGET', KEYS[1], 'h')) or 0) > 0 then
+  if redis.call('HINCRBY', KEYS[1], 'h', -1) <= 0 then redis.call('HDEL', KEYS[1], 'h') end
+end
+if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f') end
+if ARGV[1] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'f', 1)
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+end
+return 1`)
+)
+
+// windowEnd turns a PTTL in milliseconds into the end of the window.
+func windowEnd(pttl int64) time.Time {
+	if pttl <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(time.Duration(pttl) * time.Millisecond)
+}
 
 func (c *redisConn) failures(ctx context.Context, key string) (int, time.Time, error) {
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	fk := c.failureKey(key)
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, fk)
-		pttl = p.PTTL(ctx, fk)
-		return nil
-	})
-	if errors.Is(err, redis.Nil) {
-		return 0, time.Time{}, nil
-	}
+	v, err := failuresScript.Run(ctx, c.client, []string{c.failureKey(key)}).Int64Slice()
 	if err != nil {
 		return 0, time.Time{}, unavailable("failures", err)
 	}
-	n, err := get.Int()
-	if err != nil {
+	if len(v) != 2 || v[0] == 0 {
 		return 0, time.Time{}, nil
 	}
-	return n, time.Now().Add(pttl.Val()), nil
+	return int(v[0]), windowEnd(v[1]), nil
 }
 
 func (c *redisConn) addFailure(ctx context.Context, key string, window time.Duration) error {
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	if err := failureScript.Run(ctx, c.client, []string{c.failureKey(key)}, window.Milliseconds()).Err(); err != nil {
+	if err := addFailureScript.Run(ctx, c.client, []string{c.failureKey(key)}, window.Milliseconds()).Err(); err != nil {
 		return unavailable("add failure", err)
 	}
 	return nil
+}
+
+func (c *redisConn) resetFailures(ctx context.Context, key string) error {
+	ctx, cancel := c.op(ctx)
+	defer cancel()
+	if err := resetFailuresScript.Run(ctx, c.client, []string{c.failureKey(key)}).Err(); err != nil {
+		return unavailable("reset failures", err)
+	}
+	return nil
+}
+
+func (c *redisConn) reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+	ctx, cancel := c.op(ctx)
+	defer cancel()
+	v, err := reserveScript.Run(ctx, c.client, []string{c.failureKey(key)}, max, window.Milliseconds()).Int64Slice()
+	if err != nil {
+		return false, 0, time.Time{}, unavailable("reserve", err)
+	}
+	if len(v) != 3 {
+		return false, 0, time.Time{}, unavailable("reserve", fmt.Errorf("unexpected reply of %d values", len(v)))
+	}
+	return v[0] == 1, int(v[1]), windowEnd(v[2]), nil
+}
+
+func (c *redisConn) release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
+	ctx, cancel := c.op(ctx)
+	defer cancel()
+	if err := releaseScript.Run(ctx, c.client, []string{c.failureKey(key)},
+		flag(failed), flag(reset), window.Milliseconds()).Err(); err != nil {
+		return unavailable("release", err)
+	}
+	return nil
+}
+
+// flag is a boolean script argument.
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:

@@ -1440,3 +1440,24 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisStoreReserve runs the claim protocol on two instances sharing
+// one Redis, and reads a counter left by an earlier version.
+func TestRedisStoreReserve(t *testing.T) {
+	rd := harness.StartRedis(t)
+	a := redisTestInstance(t, rd, 0, 0)
+	b := redisTestInstance(t, rd, 1, 0)
+	checkReserve(t, a, b)
+
+	insp := redisTestInspector(t, rd)
+	ctx := context.Background()
+	if err := insp.Set(ctx, "outergate:f:legacy", "7", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := a.Failures(ctx, "legacy"); err != nil || n != 7 {
+		t.Fatalf("legacy counter read as %d, %v; want 7", n, err)
+	}
+	if ok, _, _, err := a.Reserve(ctx, "legacy", 10, time.Minute); err != nil || !ok {
+		t.Fatalf("claim over a legacy counter: %v, %v", ok, err)
+	}
+}

@@ -49,6 +49,16 @@ func (s timedStore) AddFailure(ctx context.Context, key string, window time.Dura
 	return s.Store.AddFailure(ctx, key, window)
 }
 
+func (s timedStore) Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+	defer observeStore(opReserve, time.Now())
+	return s.Store.Reserve(ctx, key, max, window)
+}
+
+func (s timedStore) Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
+	defer observeStore(opRelease, time.Now())
+	return s.Store.Release(ctx, key, failed, reset, window)
+}
+
 func (s timedStore) ResetFailures(ctx context.Context, key string) error {
 	defer observeStore(opResetFailures, time.Now())
 	return s.Store.ResetFailures(ctx, key)

@@ -197,6 +197,16 @@ func (c *Caddy) Reload(t testing.TB, caddyfileBody string) {
 	}
 }
 
+// PID returns the process id of the running binary, 0 when stopped.
+func (c *Caddy) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited after
 // 5 s. It returns once the process is gone; calling it again does nothing.
 func (c *Caddy) Stop() {

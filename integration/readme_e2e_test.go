@@ -286,8 +286,8 @@ func TestReadmeJSONConfigLoads(t *testing.T) {
 func TestExampleCaddyfilesValidate(t *testing.T) {
 	root, _ := harness.ModuleRoot()
 	files, _ := filepath.Glob(filepath.Join(root, "caddyfile", "*Caddyfile"))
-	if len(files) < 2 {
-		t.Fatalf("found %v, want the demo and the cluster Caddyfile", files)
+	if len(files) < 4 {
+		t.Fatalf("found %v, want the demo, the single-Redis, Sentinel and Cluster Caddyfiles", files)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

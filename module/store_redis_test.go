@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
@@ -22,7 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // ---------------------------------------------------------------------------
@@ -58,7 +59,7 @@ func redisTestProvisionNoCleanup(t *testing.T, cfg RedisStore) *RedisStore {
 // redisTestInstance provisions "instance n" on rd: instances differ only in
 // DialTimeout (500ms + n ms), which gives each its own pooled connection,
 // cache and subscription, as separate gateway processes would have.
-func redisTestInstance(t *testing.T, rd *harness.Redis, n int, cacheTTL time.Duration) *RedisStore {
+func redisTestInstance(t *testing.T, rd *redistest.Server, n int, cacheTTL time.Duration) *RedisStore {
 	t.Helper()
 	return redisTestProvision(t, RedisStore{
 		URL:         rd.URL(),
@@ -69,7 +70,7 @@ func redisTestInstance(t *testing.T, rd *harness.Redis, n int, cacheTTL time.Dur
 
 // redisTestInspector is a plain go-redis client to look at what the store
 // wrote.
-func redisTestInspector(t *testing.T, rd *harness.Redis) *redis.Client {
+func redisTestInspector(t *testing.T, rd *redistest.Server) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: rd.Addr(), DisableIdentity: true, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })
@@ -142,7 +143,15 @@ type redisTestHook struct {
 func (h *redisTestHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *redisTestHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if f := h.after.Load(); f != nil {
+			for _, cmd := range cmds {
+				(*f)(ctx, cmd)
+			}
+		}
+		return err
+	}
 }
 
 func (h *redisTestHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -174,7 +183,7 @@ func redisTestCmdIs(cmd redis.Cmder, name, key string) bool {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreSaveLoad(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	ctx := context.Background()
 
@@ -349,7 +358,7 @@ func TestRedisStoreSaveLoad(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreRevocationCounts(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	s := redisTestInstance(t, rd, 0, 0)
 	ctx := context.Background()
@@ -469,7 +478,7 @@ func TestRedisStoreRevocationCounts(t *testing.T) {
 // hook issues the token (on another instance) between RevokeClient's read
 // of the index and its deletion of the index.
 func TestRedisStoreRevokeClientKeepsConcurrentTokenIndexed(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
@@ -483,7 +492,12 @@ func TestRedisStoreRevokeClientKeepsConcurrentTokenIndexed(t *testing.T) {
 	var once sync.Once
 	fired := false
 	hook.set(func(_ context.Context, cmd redis.Cmder) {
-		if cmd.Name() == "del" && strings.HasPrefix(cmd.Args()[1].(string), "outergate:t:") {
+		// A per-token write of RevokeClient: a DEL, or the tombstone
+		// script (EVAL <script> 1 <token key>).
+		args := cmd.Args()
+		perToken := cmd.Name() == "del" && strings.HasPrefix(fmt.Sprint(args[1]), "outergate:t:") ||
+			(cmd.Name() == "eval" || cmd.Name() == "evalsha") && len(args) > 3 && strings.HasPrefix(fmt.Sprint(args[3]), "outergate:t:")
+		if perToken {
 			once.Do(func() {
 				fired = true
 				if err := b.Save(ctx, k2, redisTestRecord(client, time.Hour), 0); err != nil {
@@ -534,7 +548,7 @@ func TestRedisStoreRevocationReachesOtherInstances(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, tc.cacheTTL)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			if a.conn == b.conn {
@@ -620,7 +634,7 @@ func TestRedisStoreCacheNeverOutlivesToken(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, -1)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			redisTestWaitListening(t, b.conn)
@@ -674,7 +688,7 @@ func TestRedisStoreCacheNeverOutlivesToken(t *testing.T) {
 // The hook runs its action after the GET of the token, i.e. between the
 // Redis read and the cache insert.
 func TestRedisStoreLoadCacheGuard(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	other := redisTestInstance(t, rd, 1, 0)
 	cfg := RedisStore{URL: rd.URL(), DialTimeout: caddy.Duration(DefaultRedisDialTimeout), Timeout: caddy.Duration(DefaultRedisTimeout)}
@@ -810,21 +824,21 @@ func TestRedisStoreLoadCacheGuard(t *testing.T) {
 func TestRedisStoreFailsClosedAndRecovers(t *testing.T) {
 	cases := []struct {
 		name     string
-		down, up func(rd *harness.Redis)
+		down, up func(rd *redistest.Server)
 		dataKept bool
 	}{
 		{
 			name: "hung redis (SIGSTOP) fails within 3s, recovers on SIGCONT",
-			down: (*harness.Redis).Pause, up: (*harness.Redis).Resume, dataKept: true,
+			down: (*redistest.Server).Pause, up: (*redistest.Server).Resume, dataKept: true,
 		},
 		{
 			name: "stopped redis fails within 3s, recovers when restarted",
-			down: (*harness.Redis).Stop, up: (*harness.Redis).Start, dataKept: false,
+			down: (*redistest.Server).Stop, up: (*redistest.Server).Start, dataKept: false,
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			s := redisTestInstance(t, rd, 0, 0)
 			conn := s.conn
 			redisTestWaitListening(t, s.conn)
@@ -933,7 +947,7 @@ func TestRedisStoreRestartedEmptyForgetsCachedTokens(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rd := harness.StartRedis(t)
+			rd := redistest.Start(t)
 			a := redisTestInstance(t, rd, 0, 0)
 			b := redisTestInstance(t, rd, 1, tc.cacheTTL)
 			redisTestWaitListening(t, b.conn)
@@ -992,7 +1006,7 @@ func TestRedisStoreRestartedEmptyForgetsCachedTokens(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStoreFailures(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
@@ -1065,7 +1079,7 @@ func TestRedisStoreFailures(t *testing.T) {
 // ---------------------------------------------------------------------------
 
 func TestRedisStorePoolSurvivesReload(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	ctx := context.Background()
 	cfg := RedisStore{URL: rd.URL()}
 
@@ -1268,6 +1282,7 @@ func TestRedisStoreOptions(t *testing.T) {
 			"key_prefix":   {URL: "redis://user:" + pw + "@host:6379/3", KeyPrefix: "x:"},
 			"cache_ttl":    {URL: "redis://user:" + pw + "@host:6379/3", CacheTTL: caddy.Duration(time.Minute)},
 			"tls":          {URL: "redis://user:" + pw + "@host:6379/3", TLS: true},
+			"replicas":     {URL: "redis://user:" + pw + "@host:6379/3", Replicas: 2},
 			"password url": {URL: "redis://user@host:6379/3", Password: "other-pw"},
 		} {
 			if id(other) == id(base) {
@@ -1326,6 +1341,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 				dial_timeout 250ms
 				timeout 2s
 				cache_ttl 500ms
+				replicas 2
 			}`,
 			want: RedisStore{
 				Addresses:   []string{"h1:6379", "h2:6379", "h3:6379"},
@@ -1338,8 +1354,14 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 				DialTimeout: caddy.Duration(250 * time.Millisecond),
 				Timeout:     caddy.Duration(2 * time.Second),
 				CacheTTL:    caddy.Duration(500 * time.Millisecond),
+				Replicas:    2,
 			},
 		},
+		{name: "replicas off", input: "redis {\n\treplicas off\n}", want: RedisStore{Replicas: -1}},
+		{name: "replicas 0 is off", input: "redis {\n\treplicas 0\n}", want: RedisStore{Replicas: -1}},
+		{name: "replicas negative", input: "redis {\n\treplicas -1\n}", wantErr: "replicas"},
+		{name: "replicas not a number", input: "redis {\n\treplicas all\n}", wantErr: "replicas"},
+		{name: "replicas without value", input: "redis {\n\treplicas\n}", wantErr: "wrong argument count"},
 		{
 			name:  "url with a block",
 			input: "redis rediss://h:6380/1 {\n\tcache_ttl -1s\n}",
@@ -1401,7 +1423,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 	})
 
 	t.Run("provision expands the password placeholder", func(t *testing.T) {
-		rd := harness.StartRedis(t)
+		rd := redistest.Start(t)
 		const secret = "env-s3cret"
 		t.Setenv("REDIS_PASSWORD", secret)
 		var s RedisStore
@@ -1444,7 +1466,7 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 // TestRedisStoreReserve runs the claim protocol on two instances sharing
 // one Redis, and reads a counter left by an earlier version.
 func TestRedisStoreReserve(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
 	checkReserve(t, a, b)

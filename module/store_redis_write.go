@@ -1,0 +1,127 @@
+package outergate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// errNotReplicated is a write that fewer replicas than required
+// acknowledged within the WAIT timeout: it is not answered as done,
+// because a failover could discard it.
+var errNotReplicated = errors.New("too few replicas acknowledged the write")
+
+// errFailover is a write made while the Sentinels announced a failover: it
+// may have reached a master that is being demoted, whose writes are then
+// discarded, so it is not answered as done.
+var errFailover = errors.New("sentinel failover in progress")
+
+// waitTimeout is how long WAIT may block: 40% of the operation's budget,
+// under the connection's read timeout (half of it), leaving the rest for
+// the write itself.
+func (c *redisConn) waitTimeout() time.Duration { return c.timeout * 2 / 5 }
+
+// write sends the commands fn adds for key to key's master, on one
+// connection, followed by WAIT for the required replicas (see
+// writeKeys).
+func (c *redisConn) write(ctx context.Context, key string, fn func(p redis.Pipeliner)) error {
+	return c.writeKeys(ctx, []string{key}, func(p redis.Pipeliner, _ string) { fn(p) })
+}
+
+// writeKeys sends, for every key, the commands fn adds, grouped by the
+// master that holds the key: each group is one pipeline on one connection
+// to that master, followed by WAIT (WAIT counts the writes of its own
+// connection, which is why the writes do not go through the Cluster
+// client's own routing). A group that meets a stale slot map or a dead
+// node is retried, after asking go-redis to reload the slot map, until the
+// operation's deadline.
+//
+// With Sentinel, a write is refused (errFailover) if a failover began
+// before it was acknowledged.
+func (c *redisConn) writeKeys(ctx context.Context, keys []string, fn func(p redis.Pipeliner, key string)) error {
+	if c.sentinel != nil && c.sentinel.fenced() {
+		return errFailover
+	}
+	if c.cluster == nil {
+		gen := c.sentinelGen()
+		if err := c.writeOn(ctx, c.client, "", keys, fn); err != nil {
+			return err
+		}
+		if c.sentinel != nil && (c.sentinel.fenced() || c.sentinelGen() != gen) {
+			return errFailover
+		}
+		return nil
+	}
+	pending := keys
+	for attempt := 0; ; attempt++ {
+		groups := make(map[*redis.Client][]string)
+		var err error
+		for _, k := range pending {
+			node, e := c.cluster.MasterForKey(ctx, k)
+			if e != nil {
+				err = e
+				break
+			}
+			groups[node] = append(groups[node], k)
+		}
+		var failed []string
+		if err == nil {
+			for node, ks := range groups {
+				if e := c.writeOn(ctx, node, node.Options().Addr, ks, fn); e != nil {
+					err = e
+					failed = append(failed, ks...)
+				}
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		if failed != nil {
+			pending = failed
+		}
+		if errors.Is(err, errNotReplicated) || !topologyError(err) {
+			return err
+		}
+		c.cluster.ReloadState(ctx)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(20<<min(attempt, 4)) * time.Millisecond):
+		}
+	}
+}
+
+// writeOn runs one group on one connection of client, with WAIT when
+// replicas are required.
+func (c *redisConn) writeOn(ctx context.Context, client redis.Cmdable, addr string, keys []string, fn func(p redis.Pipeliner, key string)) error {
+	p := client.Pipeline()
+	for _, k := range keys {
+		fn(p, k)
+	}
+	var wait *redis.Cmd
+	n := c.replicasFor(addr)
+	if n > 0 {
+		wait = p.Do(ctx, "wait", n, c.waitTimeout().Milliseconds())
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if wait != nil {
+		if got, err := wait.Int64(); err != nil || got < int64(n) {
+			return fmt.Errorf("%w: %d of %d within %s", errNotReplicated, got, n, c.waitTimeout())
+		}
+	}
+	return nil
+}
+
+// sentinelGen is the Sentinel watcher's failover generation (0 off
+// Sentinel).
+func (c *redisConn) sentinelGen() uint64 {
+	if c.sentinel == nil {
+		return 0
+	}
+	return c.sentinel.gen.Load()
+}

@@ -20,20 +20,21 @@ const (
 )
 
 // authMethods is the set of client authentication methods a client may
-// use, parsed once in provisionClients.
+// use, parsed once in provisionClients. The zero value allows both, the
+// default, so that a Client built without it is not locked out.
 type authMethods struct {
-	basic, post bool
+	noBasic, noPost bool
 }
 
 // parseAuthMethod reads an auth_method value; "" is the default, both.
 func parseAuthMethod(s string) (authMethods, error) {
 	switch s {
 	case "", AuthMethodBoth:
-		return authMethods{basic: true, post: true}, nil
+		return authMethods{}, nil
 	case AuthMethodBasic:
-		return authMethods{basic: true}, nil
+		return authMethods{noPost: true}, nil
 	case AuthMethodPost:
-		return authMethods{post: true}, nil
+		return authMethods{noBasic: true}, nil
 	}
 	return authMethods{}, fmt.Errorf("auth_method must be %s, %s or %s, got %q", AuthMethodBasic, AuthMethodPost, AuthMethodBoth, s)
 }
@@ -42,9 +43,9 @@ func parseAuthMethod(s string) (authMethods, error) {
 // or with body credentials (!basic) uses an allowed method.
 func (m authMethods) allows(basic bool) bool {
 	if basic {
-		return m.basic
+		return !m.noBasic
 	}
-	return m.post
+	return !m.noPost
 }
 
 // parseIntrospect reads an introspect value; "" is the default, own.
@@ -62,19 +63,19 @@ func parseIntrospect(s string) (any bool, err error) {
 // client may use, in the order basic, post; with no client configured,
 // the handler's default.
 func authMethodNames(clients map[string]*Client, fallback authMethods) []string {
-	var union authMethods
+	basic, post := false, false
 	for _, c := range clients {
-		union.basic = union.basic || c.auth.basic
-		union.post = union.post || c.auth.post
+		basic = basic || c.auth.allows(true)
+		post = post || c.auth.allows(false)
 	}
 	if len(clients) == 0 {
-		union = fallback
+		basic, post = fallback.allows(true), fallback.allows(false)
 	}
 	var names []string
-	if union.basic {
+	if basic {
 		names = append(names, "client_secret_basic")
 	}
-	if union.post {
+	if post {
 		names = append(names, "client_secret_post")
 	}
 	return names

@@ -360,3 +360,13 @@ func httpRecord(t *testing.T, h *Handler, r *http.Request) *httptest.ResponseRec
 	}
 	return rec
 }
+
+// TestAuthMethodsZeroValue checks that a Client whose policy was never
+// parsed (the zero authMethods) allows both methods, the default, rather
+// than none.
+func TestAuthMethodsZeroValue(t *testing.T) {
+	var c Client
+	if !c.auth.allows(true) || !c.auth.allows(false) {
+		t.Errorf("zero authMethods allows basic %v, post %v; want both", c.auth.allows(true), c.auth.allows(false))
+	}
+}

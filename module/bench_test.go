@@ -23,6 +23,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/outergate/outergate/internal/redistest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -42,6 +43,12 @@ var (
 // memory store, logging at Info level to nowhere through a JSON encoder, as
 // Caddy's default logger would (encoding included).
 func newBenchHandler(b *testing.B, store string) *Handler {
+	return newBenchHandlerWith(b, store, nil)
+}
+
+// newBenchHandlerWith is newBenchHandler with configure applied to the
+// config before Provision.
+func newBenchHandlerWith(b *testing.B, store string, configure func(h *Handler)) *Handler {
 	b.Helper()
 	name, _ := json.Marshal("bench/" + store)
 	h := &Handler{
@@ -50,6 +57,9 @@ func newBenchHandler(b *testing.B, store string) *Handler {
 			{ID: readerClientID, SecretHashes: []string{sha256Hash(readerSecret)}, Scope: "read"},
 		},
 		StoreRaw: json.RawMessage(`{"module":"memory","name":` + string(name) + `}`),
+	}
+	if configure != nil {
+		configure(h)
 	}
 	// Cancelling the context cleans up the modules it loaded: the store
 	// releases its pooled token cache.
@@ -294,4 +304,103 @@ func BenchmarkMemoryStoreBytesPerToken(b *testing.B) {
 	b.ReportMetric(bytesPerToken/float64(iterations), "bytes/token")
 	b.ReportMetric(nsPerSave/float64(iterations), "ns/save")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRateLimit is the per-request cost of an active client limit:
+// the memory limiter (x/time/rate bucket and quota under the client's
+// lock), the Redis limiter against a real redis-server (one round trip,
+// counted with a go-redis hook and reported as round-trips/op), and a whole
+// protected request through ServeHTTP with and without a limit (the
+// RateLimit headers included).
+func BenchmarkRateLimit(b *testing.B) {
+	rateAndQuota := func(b *testing.B) *policy {
+		return testPolicy(b, &RateLimit{Requests: 1 << 30, Period: caddy.Duration(time.Second)},
+			&Quota{Requests: 1 << 30, Window: caddy.Duration(time.Hour)}, 0)
+	}
+	b.Run("memory", func(b *testing.B) {
+		state := newLimitState(time.Minute)
+		b.Cleanup(func() { _ = state.Destruct() })
+		lim, p, ctx := memoryLimiter{state}, rateAndQuota(b), context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, _ := lim.allow(ctx, testClientID, p); !res.allowed {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("memory/parallel", func(b *testing.B) {
+		state := newLimitState(time.Minute)
+		b.Cleanup(func() { _ = state.Destruct() })
+		lim, p, ctx := memoryLimiter{state}, rateAndQuota(b), context.Background()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_, _ = lim.allow(ctx, testClientID, p)
+			}
+		})
+	})
+	for _, c := range []struct {
+		name string
+		p    func(b *testing.B) *policy
+	}{
+		{"redis/rate", func(b *testing.B) *policy {
+			return testPolicy(b, &RateLimit{Requests: 1 << 30, Period: caddy.Duration(time.Second)}, nil, 0)
+		}},
+		{"redis/rate+quota", rateAndQuota},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			rd := redistest.Start(b)
+			client, rt := testRedisClient(b, rd.Addr())
+			lim, p, ctx := newRedisLimiter(redisProvider{client, "bench:"}), c.p(b), context.Background()
+			if _, err := lim.allow(ctx, testClientID, p); err != nil {
+				b.Fatal(err)
+			}
+			before := rt.n.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				if res, err := lim.allow(ctx, testClientID, p); err != nil || !res.allowed {
+					b.Fatal(res, err)
+				}
+			}
+			b.ReportMetric(float64(rt.n.Load()-before)/float64(b.N), "round-trips/op")
+		})
+	}
+	for _, limited := range []bool{false, true} {
+		name := "protected/unlimited"
+		if limited {
+			name = "protected/rate+quota"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := newBenchHandlerWith(b, "ratelimit/"+name, func(h *Handler) {
+				if limited {
+					h.RateLimit = &RateLimit{Requests: 1 << 30, Period: caddy.Duration(time.Second)}
+					h.Quota = &Quota{Requests: 1 << 30, Window: caddy.Duration(time.Hour)}
+				}
+			})
+			tok, err := randomSecret()
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Hour).UnixMilli(),
+				Binding: h.clients[testClientID].bindings[0]}
+			if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
+				b.Fatal(err)
+			}
+			r, _ := newRequest(http.MethodGet, benchDevicePath, nil)
+			auth := []string{"Bearer " + tok}
+			w := &discardWriter{header: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Header["Authorization"] = auth // the handler removes it
+				w.reset()
+				if err := h.ServeHTTP(w, r, upstreamOK); err != nil || w.status != http.StatusOK {
+					b.Fatalf("ServeHTTP: status %d, error %v", w.status, err)
+				}
+			}
+			if limited && w.header.Get("RateLimit") == "" {
+				b.Fatal("no RateLimit header: the limit was not active")
+			}
+		})
+	}
 }

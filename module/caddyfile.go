@@ -1,6 +1,7 @@
 package outergate
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,9 +37,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    auth_method     basic | post | both
 //	    client <id> <secret-hash> [<secret-hash>...] {
 //	        scope read
+//	        token_ttl     1h
+//	        rate_limit    <n>/<duration> [burst <m>] | off
+//	        quota         <n>/<window> | off
+//	        max_in_flight <n> | off
 //	        auth_method basic | post | both
 //	        introspect  any | own
 //	    }
+//	    rate_limit      <n>/<duration> [burst <m>]
+//	    quota           <n>/<window>
+//	    max_in_flight   <n>
+//	    rate_limit_fail_open
+//	    rate_limit_client_metrics
 //	    require_scope   <path-pattern>... <scope>
 //	    require_param   deviceid [<name>...] | off
 //	    identity_header X-Outer-Client-Id
@@ -163,6 +173,34 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxTokensPerClient = n
+		case "rate_limit":
+			rl, err := rateLimitArgs(d, false)
+			if err != nil {
+				return err
+			}
+			h.RateLimit = rl
+		case "quota":
+			q, err := quotaArgs(d, false)
+			if err != nil {
+				return err
+			}
+			h.Quota = q
+		case "max_in_flight":
+			n, err := intArg(d, sub, 1)
+			if err != nil {
+				return err
+			}
+			h.MaxInFlight = n
+		case "rate_limit_fail_open":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RateLimitFailOpen = true
+		case "rate_limit_client_metrics":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RateLimitClientMetrics = true
 		case "identity_header":
 			if !d.AllArgs(&h.IdentityHeader) {
 				return d.ArgErr()
@@ -255,8 +293,46 @@ func unmarshalClient(d *caddyfile.Dispenser) (Client, error) {
 		return Client{}, d.ArgErr()
 	}
 	c := Client{ID: args[0], SecretHashes: args[1:]}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		sub := d.Val()
+		if seen[sub] && sub != "scope" {
+			return c, d.Errf("%s specified more than once", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "token_ttl":
+			dur, err := durationArg(d, sub)
+			if err != nil {
+				return c, err
+			}
+			c.TokenTTL = caddy.Duration(dur)
+		case "rate_limit":
+			rl, err := rateLimitArgs(d, true)
+			if err != nil {
+				return c, err
+			}
+			c.RateLimit = rl
+		case "quota":
+			q, err := quotaArgs(d, true)
+			if err != nil {
+				return c, err
+			}
+			c.Quota = q
+		case "max_in_flight":
+			var v string
+			if !d.AllArgs(&v) {
+				return c, d.ArgErr()
+			}
+			if v == "off" {
+				c.MaxInFlight = -1
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return c, d.Errf("max_in_flight: bad number %q", v)
+			}
+			c.MaxInFlight = n
 		case "scope":
 			if c.Scope != "" {
 				return c, d.Err("scope specified more than once")
@@ -291,6 +367,72 @@ func unmarshalClient(d *caddyfile.Dispenser) (Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// rateLimitArgs parses `<n>/<duration> [burst <m>]`, or `off` where
+// allowOff (a client overriding the handler's default).
+func rateLimitArgs(d *caddyfile.Dispenser, allowOff bool) (*RateLimit, error) {
+	args := d.RemainingArgs()
+	if allowOff && len(args) == 1 && args[0] == "off" {
+		return &RateLimit{Off: true}, nil
+	}
+	if len(args) != 1 && (len(args) != 3 || args[1] != "burst") {
+		return nil, d.Errf("rate_limit: want <n>/<duration> [burst <m>]%s", offHint(allowOff))
+	}
+	n, per, err := perArg(args[0])
+	if err != nil {
+		return nil, d.Errf("rate_limit: %v", err)
+	}
+	rl := &RateLimit{Requests: n, Period: caddy.Duration(per)}
+	if len(args) == 3 {
+		if rl.Burst, err = strconv.Atoi(args[2]); err != nil || rl.Burst <= 0 {
+			return nil, d.Errf("rate_limit: bad burst %q", args[2])
+		}
+	}
+	return rl, nil
+}
+
+// quotaArgs parses `<n>/<window>`, or `off` where allowOff.
+func quotaArgs(d *caddyfile.Dispenser, allowOff bool) (*Quota, error) {
+	args := d.RemainingArgs()
+	if allowOff && len(args) == 1 && args[0] == "off" {
+		return &Quota{Off: true}, nil
+	}
+	if len(args) != 1 {
+		return nil, d.Errf("quota: want <n>/<window>%s", offHint(allowOff))
+	}
+	n, window, err := perArg(args[0])
+	if err != nil {
+		return nil, d.Errf("quota: %v", err)
+	}
+	if window < time.Second {
+		return nil, d.Errf("quota: window must be at least 1s, got %s", window)
+	}
+	return &Quota{Requests: n, Window: caddy.Duration(window)}, nil
+}
+
+func offHint(allowOff bool) string {
+	if allowOff {
+		return " or off"
+	}
+	return ""
+}
+
+// perArg parses `<n>/<duration>`, a positive count per a Caddy duration.
+func perArg(s string) (int, time.Duration, error) {
+	count, per, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("want <n>/<duration>, got %q", s)
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("bad count %q", count)
+	}
+	dur, err := caddy.ParseDuration(per)
+	if err != nil || dur <= 0 {
+		return 0, 0, fmt.Errorf("bad duration %q", per)
+	}
+	return n, dur, nil
 }
 
 // Interface guards

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -42,9 +43,27 @@ type Client struct {
 	// RFC 7662). Default: "own".
 	Introspect string `json:"introspect,omitempty"`
 
+	// TokenTTL is the lifetime of this client's tokens (`expires_in`).
+	// Default: the handler's token_ttl.
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+
+	// RateLimit is this client's rate limit on protected requests;
+	// {"off": true} for none. Default: the handler's rate_limit.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// Quota is this client's request quota on protected requests;
+	// {"off": true} for none. Default: the handler's quota.
+	Quota *Quota `json:"quota,omitempty"`
+
+	// MaxInFlight is how many protected requests of this client one
+	// instance proxies at once; -1 for no cap. Default: 0, the handler's
+	// max_in_flight.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+
 	verifiers     []secretVerifier
 	bindings      []string // per verifier: the binding of tokens issued with it (binding.go)
 	scopes        []string
+	ttl           time.Duration
 	auth          authMethods // parsed AuthMethod
 	introspectAny bool        // Introspect is "any"
 	// decoyEquivalents is how many of the verifiers are bcrypt at the

@@ -28,6 +28,14 @@ var (
 		Name: "outergate_revocations_total",
 		Help: "Tokens revoked, by channel (client: RFC 7009, admin: admin API).",
 	}, []string{"via"})
+	metricRateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outergate_rate_limited_total",
+		Help: "Protected requests refused by a client limit, by reason (rate, quota, in_flight).",
+	}, []string{"reason"})
+	metricRateLimitedByClient = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outergate_rate_limited_by_client_total",
+		Help: "Protected requests refused by a client limit, by reason and client id (only with rate_limit_client_metrics).",
+	}, []string{"reason", "client_id"})
 	metricStoreLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "outergate_store_operation_seconds",
 		Help:    "Latency of token store operations, by operation.",
@@ -41,7 +49,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{metricTokenRequests, metricValidations,
-		metricUpstreamErrors, metricRevocations, metricStoreLatency} {
+		metricUpstreamErrors, metricRevocations, metricStoreLatency,
+		metricRateLimited, metricRateLimitedByClient} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -168,6 +177,39 @@ var (
 		return o
 	}()
 )
+
+// limitReason is the reason label of outergate_rate_limited_total and
+// of the refusal's audit entry.
+type limitReason uint8
+
+const (
+	reasonRate limitReason = iota
+	reasonQuota
+	reasonInFlight
+	numLimitReasons
+)
+
+var limitReasonLabels = [numLimitReasons]string{"rate", "quota", "in_flight"}
+
+func (r limitReason) String() string { return limitReasonLabels[r] }
+
+// rateLimitedCounters are the children of outergate_rate_limited_total,
+// by limitReason.
+var rateLimitedCounters = func() (c [numLimitReasons]prometheus.Counter) {
+	for r, label := range limitReasonLabels {
+		c[r] = metricRateLimited.WithLabelValues(label)
+	}
+	return c
+}()
+
+// countRateLimited counts one refusal by a client limit; byClient also
+// counts it under the client's id (an option: one series per client).
+func countRateLimited(r limitReason, clientID string, byClient bool) {
+	rateLimitedCounters[r].Inc()
+	if byClient {
+		metricRateLimitedByClient.WithLabelValues(limitReasonLabels[r], clientID).Inc()
+	}
+}
 
 // countValidation counts one Bearer check by its outcome.
 func countValidation(o validationOutcome) { validationCounters[o].Inc() }

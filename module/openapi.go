@@ -291,6 +291,16 @@ func allowPost() obj { return obj{"Allow": header(true, "The allowed method.", h
 
 func retryAfter() obj { return obj{"Retry-After": header(true, "Seconds until the window ends.", "")} }
 
+// rateLimitHeaders are the IETF RateLimit fields
+// (draft-ietf-httpapi-ratelimit-headers) of a client with a rate limit or
+// a quota, on accepted and refused answers alike.
+func rateLimitHeaders() obj {
+	return obj{
+		"RateLimit-Policy": header(false, `The client's limits: "rate";q=<burst>;w=<seconds a burst takes to come back>, "quota";q=<requests>;w=<window seconds>.`, ""),
+		"RateLimit":        header(false, `What is left of them: "rate";r=<remaining>;t=<seconds until full>, "quota";r=<remaining>;t=<seconds until the window ends>.`, ""),
+	}
+}
+
 func noStoreHeaders() obj {
 	return obj{
 		"Cache-Control": header(true, "Answers that carry or concern credentials are not cached.", "no-store"),
@@ -458,10 +468,11 @@ func (h *Handler) secureBackendItem(item obj) {
 		"404": jsonResponse("Device id error (23030).", errorEnvelope(CodeDeviceIDError), nil),
 		"413": jsonResponse("Body over 64 KiB (23010).", errorEnvelope(CodeBadRequest), nil),
 		"415": jsonResponse("A body the gateway cannot inspect (23010): no Content-Type, a media type other than form or JSON, or a Content-Encoding, unless opaque_body admits it.", errorEnvelope(CodeBadRequest), nil),
-		"429": jsonResponse("A client's limit was reached (23029).", errorEnvelope(CodeTooManyFailures), retryAfter()),
+		"429": jsonResponse("A client's rate limit, quota or in-flight cap was reached (23029); nothing was forwarded.", errorEnvelope(CodeTooManyFailures),
+			obj{"Retry-After": header(true, "Whole seconds until the next request would pass.", "")}),
 		"4XX": jsonResponse("Any other client error of the backend, kept with its status (23010, or the backend envelope's own code).", errorEnvelope(), nil),
 		"502": jsonResponse("Upstream unreachable, or it refused the gateway (23090).", errorEnvelope(CodeInternal), nil),
-		"503": jsonResponse("Token store or upstream unavailable (23090).", errorEnvelope(CodeInternal), nil),
+		"503": jsonResponse("Token store, rate limit store or upstream unavailable (23090).", errorEnvelope(CodeInternal), nil),
 		"504": jsonResponse("Upstream timeout (23090).", errorEnvelope(CodeInternal), nil),
 		"5XX": jsonResponse("Any other upstream failure, with its status (23090, or the backend envelope's own code).", errorEnvelope(), nil),
 	}
@@ -492,7 +503,7 @@ func (h *Handler) secureBackendItem(item obj) {
 				responses[status] = r
 			}
 		}
-		op["responses"] = responses
+		op["responses"] = withHeaders(responses, rateLimitHeaders())
 	}
 }
 

@@ -155,6 +155,31 @@ type Handler struct {
 	// store without bound. Default: 100.
 	MaxTokensPerClient int `json:"max_tokens_per_client,omitempty"`
 
+	// RateLimit is every client's rate limit on protected requests (a
+	// token bucket: Requests per Period, bursts of Burst), unless the
+	// client sets its own. Counted in the store: with Redis, exactly across
+	// instances. Default: none.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// Quota is every client's request quota on protected requests per
+	// fixed window, unless the client sets its own. Default: none.
+	Quota *Quota `json:"quota,omitempty"`
+
+	// MaxInFlight is how many protected requests of one client this
+	// instance proxies at once, unless the client sets its own; one more
+	// is refused at once with 429. Default: 0 (no cap).
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+
+	// RateLimitFailOpen lets protected requests through uncounted when
+	// the store cannot count the limits (Redis down). Default: false: they
+	// are refused with 503 + 23090, like a token the store cannot check.
+	RateLimitFailOpen bool `json:"rate_limit_fail_open,omitempty"`
+
+	// RateLimitClientMetrics also counts limit refusals per client id, in
+	// outergate_rate_limited_by_client_total (one series per client and
+	// reason). Default: false.
+	RateLimitClientMetrics bool `json:"rate_limit_client_metrics,omitempty"`
+
 	// AllowWebSocket lists the path patterns (Caddy path matcher syntax,
 	// matched like Protect) where a WebSocket upgrade may pass; on a
 	// protected path it is checked like any request first (token, scope,
@@ -191,6 +216,7 @@ type Handler struct {
 	guard   guard       // upgrades and short names, on every path
 	auth    *clientAuth // client authentication and its throttles
 	protect *protector  // Bearer, scope and parameter checks, normalization
+	limits  *limits     // per-client rate limits, quotas and in-flight caps
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
 	scopes  []string    // the default scopes, parsed

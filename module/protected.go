@@ -25,6 +25,7 @@ type protector struct {
 	opaqueBody     []string // media types whose bodies pass uninspected ("*": any)
 	identityHeader string
 	normalize      *normalizer
+	limits         *limits // the clients' rate limits, quotas and in-flight caps
 	audit          auditLog
 	logger         *zap.Logger
 	out            envelopeRenderer
@@ -61,6 +62,16 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return p.out.failure(w, storeFailed(p.logger, "loading token", err))
 	}
 	if aerr != nil {
+		return p.out.failure(w, aerr)
+	}
+	// The in-flight place first, so that a request it refuses takes
+	// nothing from the rate limit or the quota.
+	slot, aerr := p.limits.acquire(r, rec.ClientID)
+	if aerr != nil {
+		return p.out.failure(w, aerr)
+	}
+	defer slot.release()
+	if aerr := p.limits.check(w, r, rec.ClientID); aerr != nil {
 		return p.out.failure(w, aerr)
 	}
 	if aerr := methodOverride(r.Header); aerr != nil {

@@ -65,6 +65,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		logger:         h.logger,
 		out:            envelopeRenderer{h.logger},
 	}
+	if err := h.provisionLimits(); err != nil {
+		return err
+	}
 	h.useStore(h.store)
 	h.liveKey = registerLive(h)
 	return nil
@@ -97,11 +100,55 @@ func (h *Handler) provisionStore(ctx caddy.Context) error {
 	return nil
 }
 
+// provisionLimits builds the clients' policies and their limiter: in
+// Redis when the store offers it, else in this process.
+func (h *Handler) provisionLimits() error {
+	l := &limits{
+		policies:        make(map[string]*policy, len(h.clients)),
+		failOpen:        h.RateLimitFailOpen,
+		clientMetrics:   h.RateLimitClientMetrics,
+		audit:           h.audit,
+		logger:          h.logger,
+		auditSampleTime: defaultAuditSample,
+	}
+	for id, c := range h.clients {
+		p, err := newPolicy(h.RateLimit, c.RateLimit, h.Quota, c.Quota, h.MaxInFlight, c.MaxInFlight)
+		if err != nil {
+			return fmt.Errorf("client %q: %w", id, err)
+		}
+		l.policies[id] = &p
+	}
+	l.localKey = limitStateKey(h.store)
+	local, err := loadLimitState(l.localKey)
+	if err != nil {
+		return err
+	}
+	l.local = local
+	l.counter = memoryLimiter{local}
+	if p, ok := unwrapStore(h.store).(rateLimiterProvider); ok {
+		l.counter = newRedisLimiter(p)
+	}
+	h.limits = l
+	h.protect.limits = l
+	return nil
+}
+
+// unwrapStore is the configured store behind timedStore.
+func unwrapStore(s Store) Store {
+	if t, ok := s.(timedStore); ok {
+		return t.Store
+	}
+	return s
+}
+
 // Cleanup removes the handler from the admin API's view and releases its
-// decoy hash.
+// decoy hash and its hold on the limit state.
 func (h *Handler) Cleanup() error {
 	if h.auth != nil {
 		releaseDecoy(h.auth.decoy)
+	}
+	if h.limits != nil && h.limits.localKey != "" {
+		_, _ = limitStates.Delete(h.limits.localKey)
 	}
 	if h.liveKey != "" {
 		_, err := liveHandlers.Delete(h.liveKey)
@@ -186,6 +233,10 @@ func (h *Handler) provisionClients() error {
 			c.verifiers = append(c.verifiers, v)
 			c.bindings = append(c.bindings, tokenBinding(h.Issuer, c.ID, expanded))
 		}
+		c.ttl = h.ttl
+		if c.TokenTTL != 0 {
+			c.ttl = time.Duration(c.TokenTTL)
+		}
 		c.scopes = h.scopes
 		if c.Scope != "" {
 			c.scopes = strings.Fields(c.Scope)
@@ -233,6 +284,14 @@ func (h *Handler) Validate() error {
 	}
 	if h.ThrottleFailures < 0 || h.ThrottleWindow < 0 || h.ThrottleClientFailures < 0 || h.ThrottleClientWindow < 0 {
 		return fmt.Errorf("throttle: failures and window must be positive")
+	}
+	for _, c := range h.clients {
+		if c.ttl < time.Second {
+			return fmt.Errorf("client %q: token_ttl must be at least 1s, got %s", c.ID, c.ttl)
+		}
+	}
+	if h.MaxInFlight < 0 {
+		return fmt.Errorf("max_in_flight must be positive, got %d", h.MaxInFlight)
 	}
 	if h.MaxTokensPerClient < 0 {
 		return fmt.Errorf("max_tokens_per_client must be positive, got %d", h.MaxTokensPerClient)

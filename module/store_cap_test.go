@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outergate/outergate/integration/harness"
+	"github.com/outergate/outergate/internal/redistest"
 )
 
 // testRevokedWithinCap runs issue 12 item 11 against a store: whatever a
@@ -57,7 +57,7 @@ func TestMemoryStoreRevokedWithinCap(t *testing.T) {
 }
 
 func TestRedisStoreRevokedWithinCap(t *testing.T) {
-	rd := harness.StartRedis(t)
+	rd := redistest.Start(t)
 	insp := redisTestInspector(t, rd)
 	s := redisTestInstance(t, rd, 0, 0)
 	testRevokedWithinCap(t, s, func() int {

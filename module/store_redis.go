@@ -302,6 +302,12 @@ func redactErr(err error, secrets ...string) error {
 // poolKey names the pooled connection behind the store.
 func (s *RedisStore) poolKey() string { return s.key }
 
+// rateLimitRedis lets the client limits count in this store's Redis
+// (rateLimiterProvider, ratelimit_redis.go).
+func (s *RedisStore) rateLimitRedis() (redis.UniversalClient, string, time.Duration) {
+	return s.conn.client, s.conn.prefix, s.conn.timeout
+}
+
 // Interface guards
 var (
 	_ Store                 = (*RedisStore)(nil)

@@ -48,7 +48,7 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	}
 	now := time.Now()
 	key := hashToken(token)
-	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(h.ttl).UnixMilli(), Binding: req.binding}
+	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(client.ttl).UnixMilli(), Binding: req.binding}
 	if err := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient); err != nil {
 		countTokenRequest(nil, err)
 		return nil, nil, err
@@ -62,7 +62,7 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	return &tokenData{
 		AccessToken: token,
 		TokenType:   "Bearer",
-		ExpiresIn:   int64(h.ttl / time.Second),
+		ExpiresIn:   int64(client.ttl / time.Second),
 		Scope:       scope,
 	}, nil, nil
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: stock reverse_proxy, outergate (memory store),
+# outergate with an active rate_limit + quota (memory and Redis),
 # outergate (Redis store) and forward_auth, then the token endpoint's rate.
 # Everything listens on 127.0.0.1 and every wrk run is bounded in time
 # (defaults: 5 rounds x 10 s per variant at 64 connections, about 5 minutes

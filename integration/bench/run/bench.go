@@ -18,6 +18,8 @@ var variants = []struct{ name, label string }{
 	{"stock", "stock reverse_proxy (no auth)"},
 	{"memory", "outergate, memory store"},
 	{"redis", "outergate, Redis store"},
+	{"memory-limited", "outergate, memory store, rate_limit + quota"},
+	{"redis-limited", "outergate, Redis store, rate_limit + quota"},
 	{"forward_auth", "forward_auth + token service"},
 }
 
@@ -107,7 +109,7 @@ func runBench(e *env) error {
 	tokens := map[string]string{}
 	for _, v := range variants {
 		var r *redisServer
-		if v.name == "redis" {
+		if usesRedis(v.name) {
 			r = redis
 		}
 		cd, tok, err := e.startVariant(v.name, up, r)
@@ -121,7 +123,7 @@ func runBench(e *env) error {
 			timeout: c.timeout, headers: []string{"Authorization: Bearer " + tokens[v]}}
 	}
 	others := func(v string) []*proc {
-		if v == "redis" {
+		if usesRedis(v) {
 			return []*proc{up.proc, redis.proc}
 		}
 		return []*proc{up.proc}
@@ -227,6 +229,16 @@ func printDeviceTables(c config, results map[string][]measured) {
 		r := m.res.rps() / results["forward_auth"][i].res.rps()
 		vsFAf = append(vsFAf, r)
 		vsFA = append(vsFA, f3(r))
+	}
+	for _, store := range []string{"memory", "redis"} {
+		var rs []string
+		var rf []float64
+		for i, m := range results[store+"-limited"] {
+			r := m.res.rps() / results[store][i].res.rps()
+			rf = append(rf, r)
+			rs = append(rs, f3(r))
+		}
+		fmt.Printf("\noutergate (%s) with an active rate_limit + quota req/s ÷ without: median %s (rounds: %s)\n", store, f3(median(rf)), strings.Join(rs, ", "))
 	}
 	fmt.Printf("\noutergate (memory) req/s ÷ forward_auth req/s: median %s (rounds: %s)\n\n", f3(median(vsFAf)), strings.Join(vsFA, ", "))
 

@@ -280,16 +280,25 @@ func proxyBlock(up int) string {
 	}`, up)
 }
 
+// usesRedis reports whether a variant's store is Redis.
+func usesRedis(variant string) bool { return strings.HasPrefix(variant, "redis") }
+
 // site returns the site block of a variant: "stock", "memory", "redis"
-// (needs redisAddr) or "forward_auth".
+// (needs redisAddr), "memory-limited", "redis-limited" (the same with a
+// rate limit and a quota on every client) or "forward_auth".
 func (e *env) site(variant string, port, up int, redisAddr string) string {
 	var auth string
 	switch variant {
 	case "stock":
-	case "memory", "redis":
+	case "memory", "redis", "memory-limited", "redis-limited":
 		store := "store memory {\n\t\t\tname bench\n\t\t}"
-		if variant == "redis" {
+		if usesRedis(variant) {
 			store = "store redis redis://" + redisAddr + "/0"
+		}
+		if strings.HasSuffix(variant, "-limited") {
+			// Counted on every request, never reached: the price of an
+			// active limit, not of refusals.
+			store += "\n\t\trate_limit 1000000/1s\n\t\tquota 1000000000/24h"
 		}
 		bcryptClient := "client bench-bcrypt " + e.bcryptHash
 		if e.cfg.noBcrypt {
@@ -334,7 +343,7 @@ func (e *env) startVariant(variant string, up *upstream, redis *redisServer) (*c
 	switch variant {
 	case "stock":
 		token = strings.Repeat("x", 43)
-	case "memory", "redis":
+	case "memory", "redis", "memory-limited", "redis-limited":
 		token, err = c.token("bench", e.secret)
 	case "forward_auth":
 		token, err = up.issue()

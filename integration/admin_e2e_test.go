@@ -72,6 +72,9 @@ func opsAdminClients(t *testing.T, c *harness.Caddy) (map[string]int, []string, 
 		Clients []struct {
 			ID         *string `json:"id"`
 			LiveTokens *int    `json:"live_tokens"`
+			// Since issue 15: where the client comes from and its scope.
+			Source string `json:"source"`
+			Scope  string `json:"scope"`
 		} `json:"clients"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -84,6 +87,9 @@ func opsAdminClients(t *testing.T, c *harness.Caddy) (map[string]int, []string, 
 	for _, c := range out.Clients {
 		if c.ID == nil || c.LiveTokens == nil {
 			t.Fatalf("admin clients: entry without id or live_tokens in %s", raw)
+		}
+		if c.Source != "config" || c.Scope == "" {
+			t.Errorf("admin clients: configured client %s without source config or scope in %s", *c.ID, raw)
 		}
 		if _, dup := counts[*c.ID]; dup {
 			t.Errorf("admin clients: %s listed twice in %s", *c.ID, raw)
@@ -185,7 +191,10 @@ func TestAdminAPIRevokeAndClients(t *testing.T) {
 		{name: "array body is 400", method: "POST", path: "/outergate/revoke", body: fmt.Sprintf(`[{"client_id":%q}]`, appID), status: 400},
 		{name: "trailing data after the object is 400", method: "POST", path: "/outergate/revoke", body: `{"client_id":"nobody"} {"client_id":"nobody-else"}`, status: 400},
 		{name: "revoke by GET is 405", method: "GET", path: "/outergate/revoke", status: 405},
-		{name: "clients by POST is 405", method: "POST", path: "/outergate/clients", body: `{}`, status: 405},
+		// Since issue 15, POST /outergate/clients creates a client: an
+		// empty object lacks its id. Another method is still 405.
+		{name: "clients by POST without an id is 400", method: "POST", path: "/outergate/clients", body: `{}`, status: 400},
+		{name: "clients by PUT is 405", method: "PUT", path: "/outergate/clients", body: `{}`, status: 405},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

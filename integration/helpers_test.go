@@ -77,8 +77,9 @@ type gateway struct {
 
 	client *http.Client // its own connections, dropped on reload
 
-	mu     sync.Mutex
-	tokens []string // every token issued, for the log-hygiene check
+	mu      sync.Mutex
+	tokens  []string // every token issued, for the log-hygiene check
+	secrets []string // secrets of clients created at runtime, likewise
 }
 
 // startGateway starts the legacy backend and the binary with cfg, and
@@ -156,7 +157,7 @@ func (g *gateway) checkLogHygiene() {
 	logs := g.caddy.Logs()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, s := range append([]string{appSecret, readerSecret, rotOld, rotNew}, g.tokens...) {
+	for _, s := range append(append([]string{appSecret, readerSecret, rotOld, rotNew}, g.tokens...), g.secrets...) {
 		for i := 0; i+12 <= len(s); i += 6 {
 			if strings.Contains(logs, s[i:i+12]) {
 				g.t.Errorf("log hygiene: logs contain a piece of a secret or token (%q...)", s[:4])
@@ -833,4 +834,89 @@ func chunkedWithTrailers(method, target string, headers [][2]string, body string
 	}
 	b.WriteString("\r\n")
 	return rawRequest{raw: b.String(), target: target}
+}
+
+// The helpers of the managed-client tests (clients_e2e_test.go): calls of
+// the client management routes of the admin API, and polling for a change
+// to reach an instance.
+
+// managedAdmin calls the admin API of g and decodes a JSON object answer.
+func managedAdmin(t *testing.T, g *gateway, method, path, body string) (int, map[string]any, []byte) {
+	t.Helper()
+	status, raw := opsAdmin(t, g.caddy, method, path, body)
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		t.Fatalf("admin %s %s: answer %q is not a JSON object", method, path, raw)
+	}
+	return status, obj, raw
+}
+
+// managedCreate creates a client through the admin API of g, expects 201
+// and returns its secret, which every gateway given keeps out of its logs.
+func managedCreate(t *testing.T, g *gateway, body string, others ...*gateway) string {
+	t.Helper()
+	status, obj, raw := managedAdmin(t, g, http.MethodPost, "/outergate/clients", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create %s: %d %s", body, status, raw)
+	}
+	return managedSecret(t, obj, raw, append(others, g)...)
+}
+
+// managedRotate rotates a client's secret through the admin API of g with
+// the given grace, expects 200 and returns the new secret.
+func managedRotate(t *testing.T, g *gateway, id, grace string, others ...*gateway) (string, map[string]any) {
+	t.Helper()
+	status, obj, raw := managedAdmin(t, g, http.MethodPost, "/outergate/clients/"+id+"/rotate", fmt.Sprintf(`{"grace":%q}`, grace))
+	if status != http.StatusOK {
+		t.Fatalf("rotate %s: %d %s", id, status, raw)
+	}
+	return managedSecret(t, obj, raw, append(others, g)...), obj
+}
+
+// managedSecret reads client_secret from an answer: 256 bits, base64url.
+func managedSecret(t *testing.T, obj map[string]any, raw []byte, gs ...*gateway) string {
+	t.Helper()
+	secret, _ := obj["client_secret"].(string)
+	if b, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(b) != 32 {
+		t.Fatalf("client_secret in %s is not 32 random bytes in base64url", raw)
+	}
+	for _, g := range gs {
+		g.mu.Lock()
+		g.secrets = append(g.secrets, secret)
+		g.mu.Unlock()
+	}
+	return secret
+}
+
+// waitUntil polls cond every opsPollEvery until it holds, and returns how
+// long that took; false if it still did not hold after bound.
+func waitUntil(bound time.Duration, cond func() bool) (time.Duration, bool) {
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start), true
+		}
+		if time.Since(start) > bound {
+			return time.Since(start), false
+		}
+		time.Sleep(opsPollEvery)
+	}
+}
+
+// tokenStatus asks g for a token of id and returns the status and code.
+func tokenStatus(g *gateway, id, secret string) (int, int) {
+	r := g.do(tokenForm(cc(id, secret)))
+	g.rememberFrom(r)
+	return r.status, r.code()
+}
+
+// deviceStatus sends a device call with tok (GET info, or PUT unbind when
+// write is set) and returns the status and code.
+func deviceStatus(g *gateway, tok string, write bool) (int, int) {
+	req := opsDevice(tok)
+	if write {
+		req = request{method: http.MethodPut, path: "/outer/device/unbind/?deviceid=" + legacy.DeviceOnline, header: bearer(tok)}
+	}
+	r := g.do(req)
+	return r.status, r.code()
 }

@@ -58,7 +58,9 @@ func liveStores() (map[string]Store, map[string][]string) {
 // AdminAPI is the admin endpoint module admin.api.outergate:
 //
 //	POST /outergate/revoke   {"token": "..."} or {"client_id": "..."} → {"revoked": N}
-//	GET  /outergate/clients  → {"clients": [{"id": "...", "live_tokens": N}, ...]}
+//	GET  /outergate/clients  → {"clients": [{"id": "...", "source": "config", "live_tokens": N}, ...]}
+//
+// and the management of clients at runtime (admin_clients.go).
 //
 // It works on the stores of every running outergate handler; with the
 // Redis store a revocation reaches every instance.
@@ -76,7 +78,8 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/outergate/revoke", Handler: caddy.AdminHandlerFunc(a.handleRevoke)},
-		{Pattern: "/outergate/clients", Handler: caddy.AdminHandlerFunc(a.handleClients)},
+		{Pattern: clientsPath, Handler: caddy.AdminHandlerFunc(a.handleClients)},
+		{Pattern: clientsPath + "/", Handler: caddy.AdminHandlerFunc(a.handleClient)},
 	}
 }
 
@@ -133,45 +136,6 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	caddy.Log().Named(handlerModuleID+"."+auditLoggerName).Info("tokens revoked", fields...)
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked": revoked})
-}
-
-// clientInfo is one entry of GET /outergate/clients.
-type clientInfo struct {
-	ID         string `json:"id"`
-	LiveTokens int    `json:"live_tokens"`
-}
-
-func (a *AdminAPI) handleClients(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed: use GET", r.Method)}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
-	defer cancel()
-	stores, clients := liveStores()
-	counts := map[string]int{}
-	for k, ids := range clients {
-		for _, id := range ids {
-			n, err := stores[k].CountClient(ctx, id)
-			if err != nil {
-				return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("counting tokens: %w", err)}
-			}
-			counts[id] += n
-		}
-	}
-	out := make([]clientInfo, 0, len(counts))
-	for id, n := range counts {
-		out = append(out, clientInfo{ID: id, LiveTokens: n})
-	}
-	slices.SortFunc(out, func(a, b clientInfo) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
-	return writeJSON(w, http.StatusOK, map[string][]clientInfo{"clients": out})
 }
 
 // remoteHost is the admin client's address without its port.

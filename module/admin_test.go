@@ -72,6 +72,12 @@ func TestAdminRevoke(t *testing.T) {
 	}
 }
 
+// clientInfo is the part of a GET /outergate/clients entry this test reads.
+type clientInfo struct {
+	ID         string `json:"id"`
+	LiveTokens int    `json:"live_tokens"`
+}
+
 func TestAdminClients(t *testing.T) {
 	h := newTestHandler(t, nil)
 	issueToken(t, h, testClientID, testClientSecret, "")

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Clients of the policy tests: one pinned to Basic, one to body
@@ -368,5 +370,34 @@ func TestAuthMethodsZeroValue(t *testing.T) {
 	var c Client
 	if !c.auth.allows(true) || !c.auth.allows(false) {
 		t.Errorf("zero authMethods allows basic %v, post %v; want both", c.auth.allows(true), c.auth.allows(false))
+	}
+}
+
+// TestProvisionClientPolicies checks that provisionClient, which managed
+// clients (admin API) go through too, parses auth_method and introspect
+// and applies the handler's auth_method default.
+func TestProvisionClientPolicies(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) { h.AuthMethod = AuthMethodPost })
+	c := Client{ID: "managed-rs", SecretHashes: []string{sha256Hash("x")}, AuthMethod: AuthMethodBasic, Introspect: IntrospectAny}
+	if err := h.provisionClient(&c, caddy.NewReplacer()); err != nil {
+		t.Fatal(err)
+	}
+	if !c.introspectAny || !c.auth.allows(true) || c.auth.allows(false) {
+		t.Errorf("managed client: introspectAny %v, basic %v, post %v; want true, true, false", c.introspectAny, c.auth.allows(true), c.auth.allows(false))
+	}
+	d := Client{ID: "managed-default", SecretHashes: []string{sha256Hash("x")}}
+	if err := h.provisionClient(&d, caddy.NewReplacer()); err != nil {
+		t.Fatal(err)
+	}
+	if d.introspectAny || d.auth.allows(true) || !d.auth.allows(false) {
+		t.Errorf("managed client without policies: introspectAny %v, basic %v, post %v; want the handler's post only", d.introspectAny, d.auth.allows(true), d.auth.allows(false))
+	}
+	for _, bad := range []Client{
+		{ID: "b1", SecretHashes: []string{sha256Hash("x")}, AuthMethod: "jwt"},
+		{ID: "b2", SecretHashes: []string{sha256Hash("x")}, Introspect: "everything"},
+	} {
+		if err := h.provisionClient(&bad, caddy.NewReplacer()); err == nil {
+			t.Errorf("provisionClient accepted %+v", bad)
+		}
 	}
 }

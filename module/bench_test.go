@@ -26,6 +26,7 @@ import (
 	"github.com/outergate/outergate/internal/redistest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // benchDevicePath is the proxied request of integration/bench.
@@ -231,9 +232,13 @@ func BenchmarkNormalize(b *testing.B) {
 // iterations, so each Save also evicts the oldest token), the log line and
 // the envelope.
 func BenchmarkTokenIssue(b *testing.B) {
-	h := newBenchHandler(b, "issue")
-	form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID},
-		"client_secret": {testClientSecret}}.Encode())
+	benchIssue(b, newBenchHandler(b, "issue"), testClientID, testClientSecret)
+}
+
+// benchIssue runs token requests of one client against h.
+func benchIssue(b *testing.B, h *Handler, id, secret string) {
+	form := []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {id},
+		"client_secret": {secret}}.Encode())
 	r, _ := newRequest(http.MethodPost, "/outer/token/", nil)
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	body := new(rewindBody)
@@ -304,6 +309,82 @@ func BenchmarkMemoryStoreBytesPerToken(b *testing.B) {
 	b.ReportMetric(bytesPerToken/float64(iterations), "bytes/token")
 	b.ReportMetric(nsPerSave/float64(iterations), "ns/save")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkManagedClients is the token path of clients managed through the
+// admin API, with 1 and with 10,000 of them in the handler's ClientStore:
+// issue is a token request of one managed client (lookup, secret check,
+// Save, envelope); validate is a protected request carrying one of 1,024
+// tokens, of one managed client (presented=1: only the registry's size
+// differs from clients=1) or of 1,024 of them in turn. The registry's size
+// must not show: a lookup is two map reads, whatever the number of clients.
+func BenchmarkManagedClients(b *testing.B) {
+	for _, n := range []int{1, 10_000} {
+		h := newBenchHandler(b, "managed/"+strconv.Itoa(n))
+		secrets := make([]string, n)
+		now := time.Now().UTC()
+		for i := range n {
+			secret, err := randomSecret()
+			if err != nil {
+				b.Fatal(err)
+			}
+			secrets[i] = secret
+			rec := &managedClient{Client: Client{ID: fmt.Sprintf("managed-%05d", i), SecretHashes: []string{secretHash(secret)}},
+				CreatedAt: now.Add(-time.Minute), UpdatedAt: now}
+			if err := h.managed.store.Create(context.Background(), rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("issue/clients="+strconv.Itoa(n), func(b *testing.B) {
+			benchIssue(b, h, fmt.Sprintf("managed-%05d", n/2), secrets[n/2])
+		})
+		for _, presented := range []int{1, 1024} {
+			if presented > n {
+				continue
+			}
+			b.Run(fmt.Sprintf("validate/clients=%d,presented=%d", n, presented), func(b *testing.B) {
+				benchManagedValidate(b, h, n, presented)
+			})
+		}
+	}
+}
+
+// benchManagedValidate runs protected requests with 1,024 tokens of
+// presented managed clients (spread over the n there are) in turn.
+func benchManagedValidate(b *testing.B, h *Handler, n, presented int) {
+	auth := make([][]string, 1024)
+	for i := range auth {
+		tok, err := randomSecret()
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := fmt.Sprintf("managed-%05d", i%presented*(n/presented))
+		rec := TokenRecord{ClientID: id, Scope: h.Scope, Binding: h.managed.get(id).bindings[0],
+			IssuedAt: time.Now().UnixMilli(), ExpiresAt: time.Now().Add(time.Hour).UnixMilli()}
+		if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
+			b.Fatal(err)
+		}
+		auth[i] = []string{"Bearer " + tok}
+	}
+	r, _ := newRequest(http.MethodGet, benchDevicePath, nil)
+	w := &discardWriter{header: http.Header{}}
+	serve := func(i int) {
+		r.Header["Authorization"] = auth[i%len(auth)]
+		w.reset()
+		if err := h.ServeHTTP(w, r, upstreamOK); err != nil || w.status != http.StatusOK {
+			b.Fatalf("ServeHTTP: status %d, error %v", w.status, err)
+		}
+	}
+	for i := range auth {
+		serve(i) // provisions each presented client's view once
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		serve(i)
+		i++
+	}
 }
 
 // BenchmarkRateLimit is the per-request cost of an active client limit:
@@ -400,6 +481,33 @@ func BenchmarkRateLimit(b *testing.B) {
 			}
 			if limited && w.header.Get("RateLimit") == "" {
 				b.Fatal("no RateLimit header: the limit was not active")
+			}
+		})
+	}
+}
+
+// BenchmarkSecretCheck is why managed secrets are hashed with SHA-256:
+// one failed check of a 256-bit secret against a sha256 verifier and
+// against a bcrypt hash at cost 10 (README "Why SHA-256 and not bcrypt").
+func BenchmarkSecretCheck(b *testing.B) {
+	secret, err := randomSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sha, err := parseSecretHash(secretHash(secret))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, v := range map[string]secretVerifier{"sha256": sha, "bcrypt-10": newBcryptVerifier(hash)} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if v.verify("wrong-" + secret) {
+					b.Fatal("a wrong secret matched")
+				}
 			}
 		})
 	}

@@ -64,6 +64,7 @@ type Client struct {
 	bindings      []string // per verifier: the binding of tokens issued with it (binding.go)
 	scopes        []string
 	ttl           time.Duration
+	policy        *policy     // rate limit, quota, in-flight cap (ratelimit.go)
 	auth          authMethods // parsed AuthMethod
 	introspectAny bool        // Introspect is "any"
 	// decoyEquivalents is how many of the verifiers are bcrypt at the

@@ -20,6 +20,7 @@ const basicChallenge = `Basic realm="outer"`
 // builds it once.
 type clientAuth struct {
 	clients   map[string]*Client
+	managed   *managedView // clients managed through the admin API
 	decoy     secretVerifier
 	cost      failureCost // what every failed check pays
 	byAddress throttle    // failures per client address
@@ -242,7 +243,8 @@ func lockKey(clients map[string]*Client, id string) string {
 // (failcost.go): a success may be quick, a failure pays the decoy for what
 // the id's own hashes did not cost.
 func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
-	c, known := a.clients[id]
+	c := a.lookup(id)
+	known := c != nil
 	if known {
 		if binding, ok := c.authenticate(secret); ok {
 			return c, binding, true
@@ -256,11 +258,16 @@ func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 	return nil, "", false
 }
 
+// lookup finds a configured or managed client; nil if unknown.
+func (a *clientAuth) lookup(id string) *Client {
+	return lookupClient(a.clients, a.managed, id)
+}
+
 // claimedClient names an unverified client id in the audit log: as it is
 // when it is a configured client, else only as a fingerprint, since people
 // paste secrets into the id field.
 func (a *clientAuth) claimedClient(id string) zap.Field {
-	if _, known := a.clients[id]; known {
+	if a.lookup(id) != nil {
 		return zap.String("client_id", id)
 	}
 	return zap.String("unknown_client_fp", fingerprint(id))

@@ -17,7 +17,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "outergate",
-		Usage: "new-client <id> | hash-secret",
+		Usage: "new-client <id> | hash-secret | client create|list|show|update|rotate|delete",
 		Short: "Creates outergate clients and hashes their secrets",
 		Long: `
 Helpers for onboarding integrators of an outergate gateway.
@@ -27,6 +27,8 @@ Helpers for onboarding integrators of an outergate gateway.
                    the client with its SHA-256 hash; the secret is written
                    nowhere else.
   hash-secret      reads a secret from stdin and prints sha256:<hex>.
+  client ...       manages clients of a running gateway through its admin
+                   API, without a reload (see "outergate client --help").
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(&cobra.Command{
@@ -41,6 +43,7 @@ Helpers for onboarding integrators of an outergate gateway.
 				Args:  cobra.NoArgs,
 				RunE:  caddycmd.WrapCommandFuncForCobra(cmdHashSecret),
 			})
+			cmd.AddCommand(clientCommand())
 		},
 	})
 }

@@ -23,7 +23,7 @@ type introspection struct {
 
 // introspect runs an RFC 7662 introspection. A client sees its own tokens;
 // an `introspect any` client sees every client's. Any other token, and a
-// revoked or expired one, or one whose client left the config, is
+// revoked or expired one, or one whose client is gone, is
 // {"active": false}.
 func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	req, aerr, err := authenticateClient(h.auth, r, tokenParam)
@@ -35,12 +35,14 @@ func (h *Handler) introspect(r *http.Request) (any, *apiError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// The token's client must be configured here and bind it (binding.go),
-	// whoever asks.
-	if !found || rec.Revoked || rec.expired(time.Now()) || !h.clients[rec.ClientID].binds(rec) ||
+	// The token's client must be configured or managed here and bind it
+	// (binding.go), whoever asks.
+	owner := lookupClient(h.clients, h.managed, rec.ClientID)
+	if !found || rec.Revoked || rec.expired(time.Now()) || !owner.binds(rec) ||
 		(rec.ClientID != caller.ID && !caller.introspectAny) {
 		return introspection{Active: false}, nil, nil
 	}
+	rec.Scope = owner.currentScope(rec.Scope)
 	ans := introspection{
 		Active:    true,
 		ClientID:  rec.ClientID,

@@ -219,8 +219,9 @@ type Handler struct {
 	limits  *limits     // per-client rate limits, quotas and in-flight caps
 	store   Store       // the configured store behind timedStore
 	clients map[string]*Client
-	scopes  []string    // the default scopes, parsed
-	auths   authMethods // the default auth_method, parsed
+	managed *managedView // the clients managed through the admin API
+	scopes  []string     // the default scopes, parsed
+	auths   authMethods  // the default auth_method, parsed
 	ttl     time.Duration
 	logger  *zap.Logger
 	audit   auditLog

@@ -20,6 +20,7 @@ import (
 type protector struct {
 	tokens         TokenStore
 	clients        map[string]*Client // a token of a removed client is refused
+	managed        *managedView       // so is one of a deleted managed client
 	scopeRules     []scopeRule
 	requireParams  []string
 	opaqueBody     []string // media types whose bodies pass uninspected ("*": any)
@@ -115,10 +116,15 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	case rec.expired(time.Now()):
 		outcome, aerr = validationExpired, invalidToken("access token expired")
-	case !p.clients[rec.ClientID].binds(rec):
-		// A removed client, or a token another handler issued (binding.go).
-		outcome, aerr = validationInvalid, invalidToken("invalid access token")
 	default:
+		client := lookupClient(p.clients, p.managed, rec.ClientID)
+		if !client.binds(rec) {
+			// A removed or deleted client, or a token another handler
+			// issued (binding.go).
+			outcome, aerr = validationInvalid, invalidToken("invalid access token")
+			break
+		}
+		rec.Scope = client.currentScope(rec.Scope)
 		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
 			outcome, aerr = validationInsufficientScope, insufficientScope(want)
 		}

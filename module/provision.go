@@ -1,6 +1,7 @@
 package outergate
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -69,6 +70,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		return err
 	}
 	h.useStore(h.store)
+	if err := h.provisionManagedClients(ctx); err != nil {
+		return err
+	}
 	h.liveKey = registerLive(h)
 	return nil
 }
@@ -112,11 +116,7 @@ func (h *Handler) provisionLimits() error {
 		auditSampleTime: defaultAuditSample,
 	}
 	for id, c := range h.clients {
-		p, err := newPolicy(h.RateLimit, c.RateLimit, h.Quota, c.Quota, h.MaxInFlight, c.MaxInFlight)
-		if err != nil {
-			return fmt.Errorf("client %q: %w", id, err)
-		}
-		l.policies[id] = &p
+		l.policies[id] = c.policy // provisionClient made it
 	}
 	l.localKey = limitStateKey(h.store)
 	local, err := loadLimitState(l.localKey)
@@ -150,11 +150,12 @@ func (h *Handler) Cleanup() error {
 	if h.limits != nil && h.limits.localKey != "" {
 		_, _ = limitStates.Delete(h.limits.localKey)
 	}
+	// Out of the admin API's view first, then the managed clients go.
+	var err error
 	if h.liveKey != "" {
-		_, err := liveHandlers.Delete(h.liveKey)
-		return err
+		_, err = liveHandlers.Delete(h.liveKey)
 	}
-	return nil
+	return errors.Join(err, h.releaseManagedClients())
 }
 
 // provisionDefaults fills in every unset field.
@@ -217,38 +218,8 @@ func (h *Handler) provisionClients() error {
 		if _, dup := h.clients[c.ID]; dup {
 			return fmt.Errorf("client %q: configured twice", c.ID)
 		}
-		if len(c.SecretHashes) == 0 {
-			return fmt.Errorf("client %q: no secret hash", c.ID)
-		}
-		c.verifiers, c.bindings = c.verifiers[:0], c.bindings[:0]
-		for j, raw := range c.SecretHashes {
-			expanded, err := repl.ReplaceOrErr(raw, true, true)
-			if err != nil {
-				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
-			}
-			v, err := parseSecretHash(expanded)
-			if err != nil {
-				return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
-			}
-			c.verifiers = append(c.verifiers, v)
-			c.bindings = append(c.bindings, tokenBinding(h.Issuer, c.ID, expanded))
-		}
-		c.ttl = h.ttl
-		if c.TokenTTL != 0 {
-			c.ttl = time.Duration(c.TokenTTL)
-		}
-		c.scopes = h.scopes
-		if c.Scope != "" {
-			c.scopes = strings.Fields(c.Scope)
-		}
-		c.auth = h.auths
-		if c.AuthMethod != "" {
-			if c.auth, err = parseAuthMethod(c.AuthMethod); err != nil {
-				return fmt.Errorf("client %q: %w", c.ID, err)
-			}
-		}
-		if c.introspectAny, err = parseIntrospect(c.Introspect); err != nil {
-			return fmt.Errorf("client %q: %w", c.ID, err)
+		if err := h.provisionClient(c, repl); err != nil {
+			return err
 		}
 		h.clients[c.ID] = c
 	}
@@ -263,6 +234,51 @@ func (h *Handler) provisionClients() error {
 			zap.Strings("client_ids", cheaper))
 	}
 	h.auth = &clientAuth{clients: h.clients, decoy: decoy, cost: cost, audit: h.audit}
+	return nil
+}
+
+// provisionClient parses the secret hashes of one client (configured or
+// managed through the admin API) and fills in its defaults from the
+// handler's.
+func (h *Handler) provisionClient(c *Client, repl *caddy.Replacer) error {
+	if len(c.SecretHashes) == 0 {
+		return fmt.Errorf("client %q: no secret hash", c.ID)
+	}
+	c.verifiers, c.bindings = c.verifiers[:0], c.bindings[:0]
+	for j, raw := range c.SecretHashes {
+		expanded, err := repl.ReplaceOrErr(raw, true, true)
+		if err != nil {
+			return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+		}
+		v, err := parseSecretHash(expanded)
+		if err != nil {
+			return fmt.Errorf("client %q: secret hash %d: %w", c.ID, j, err)
+		}
+		c.verifiers = append(c.verifiers, v)
+		c.bindings = append(c.bindings, tokenBinding(h.Issuer, c.ID, expanded))
+	}
+	c.ttl = h.ttl
+	if c.TokenTTL != 0 {
+		c.ttl = time.Duration(c.TokenTTL)
+	}
+	c.scopes = h.scopes
+	if c.Scope != "" {
+		c.scopes = strings.Fields(c.Scope)
+	}
+	p, err := newPolicy(h.RateLimit, c.RateLimit, h.Quota, c.Quota, h.MaxInFlight, c.MaxInFlight)
+	if err != nil {
+		return fmt.Errorf("client %q: %w", c.ID, err)
+	}
+	c.policy = &p
+	c.auth = h.auths
+	if c.AuthMethod != "" {
+		if c.auth, err = parseAuthMethod(c.AuthMethod); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
+	}
+	if c.introspectAny, err = parseIntrospect(c.Introspect); err != nil {
+		return fmt.Errorf("client %q: %w", c.ID, err)
+	}
 	return nil
 }
 

@@ -179,6 +179,7 @@ type limiter interface {
 // a caddy.UsagePool entry that outlives a reload.
 type limits struct {
 	policies        map[string]*policy // by client id
+	managed         *managedView       // clients managed through the admin API
 	counter         limiter
 	local           *limitState
 	localKey        string
@@ -193,7 +194,7 @@ type limits struct {
 // returns the 429 answer when a limit is reached, or the 503 one when the
 // limiter cannot count (unless failOpen).
 func (l *limits) check(w http.ResponseWriter, r *http.Request, clientID string) *apiError {
-	p := l.policies[clientID]
+	p := l.policy(clientID)
 	if p == nil || !p.counted() {
 		return nil
 	}
@@ -215,12 +216,24 @@ func (l *limits) check(w http.ResponseWriter, r *http.Request, clientID string) 
 	return l.refuse(r, clientID, res.reason, res.retry)
 }
 
+// policy is the policy of a configured client, else of a managed one; nil
+// for an unknown id.
+func (l *limits) policy(clientID string) *policy {
+	if p := l.policies[clientID]; p != nil {
+		return p
+	}
+	if c := l.managed.get(clientID); c != nil {
+		return c.policy
+	}
+	return nil
+}
+
 // acquire takes one of clientID's in-flight places on this instance, if
 // the client has a cap; release the returned slot once, deferred, so that
 // a panic or an error of the upstream gives it back too. A nil slot holds
 // nothing.
 func (l *limits) acquire(r *http.Request, clientID string) (*clientState, *apiError) {
-	p := l.policies[clientID]
+	p := l.policy(clientID)
 	if p == nil || p.maxInFlight <= 0 {
 		return nil, nil
 	}

@@ -306,6 +306,10 @@ func (c *Caddy) env() []string {
 	return append(env, c.opts.Env...)
 }
 
+// SyncBuffer is a bytes.Buffer safe for concurrent use, to collect the
+// output of a process the test starts itself.
+type SyncBuffer = syncBuffer
+
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {
 	mu  sync.Mutex

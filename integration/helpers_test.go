@@ -145,10 +145,27 @@ func (g *gateway) reload(cfg gatewayConfig) {
 // closes Caddy's idle keep-alive connections (docs/ARCHITECTURE.md, traps), so the client
 // drops its own and dials fresh ones: a POST on a connection closed under
 // it would fail with EOF rather than be retried.
+//
+// The old config's servers stop accepting only when their shutdown
+// goroutine runs, a moment after `caddy reload` returns; a connection one of
+// them accepted meanwhile is closed unanswered (EOF). So the reload waits
+// until three fresh connections in a row are answered, bounded by 5 s.
 func (g *gateway) reloadWith(body string) {
 	g.t.Helper()
 	g.caddy.Reload(g.t, body)
 	g.client.CloseIdleConnections()
+	probe := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for answered := 0; answered < 3 && time.Now().Before(deadline); {
+		resp, err := probe.Get(g.base + "/")
+		if err != nil {
+			answered = 0
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		answered++
+	}
 }
 
 // checkLogHygiene fails the test if any secret or issued token, whole or

@@ -190,8 +190,7 @@ func saveRecord(t *testing.T, h *Handler, token string, rec TokenRecord) {
 	if c := h.clients[rec.ClientID]; c != nil && rec.Binding == "" {
 		rec.Binding = c.bindings[0] // as if issued by h with its first secret
 	}
-	key := hashToken(token)
-	ms.tokens.cache.Set(string(key[:]), &rec, time.Hour)
+	ms.tokens.keep(t, hashToken(token), rec, time.Hour)
 }
 
 // memoryStoreOf returns the memory store behind the handler's metrics

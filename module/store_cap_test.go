@@ -53,7 +53,7 @@ func testRevokedWithinCap(t *testing.T, s Store, records func() int) {
 func TestMemoryStoreRevokedWithinCap(t *testing.T) {
 	s := provisionMemory(t, "cap")
 	defer s.Cleanup()
-	testRevokedWithinCap(t, s, s.tokens.cache.ItemCount)
+	testRevokedWithinCap(t, s, s.tokens.table.len)
 }
 
 func TestRedisStoreRevokedWithinCap(t *testing.T) {

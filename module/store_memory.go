@@ -2,7 +2,6 @@ package outergate
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -20,9 +19,10 @@ func init() {
 var memoryStores = caddy.NewUsagePool()
 
 // MemoryStore is the embedded token store (module outergate.stores.memory):
-// a go-cache map from SHA-256(token) to its record, in this process only.
-// Tokens survive config reloads but not a restart, and are not shared with
-// other instances; use outergate.stores.redis for that.
+// the tokens by SHA-256 in sharded maps of compact, pointer-free entries
+// (tokenTable, store_memory_table.go), the failure counters in go-cache, in
+// this process only. Tokens survive config reloads but not a restart, and
+// are not shared with other instances; use outergate.stores.redis for that.
 type MemoryStore struct {
 	// Name selects the process-wide cache this store uses. Handlers whose
 	// stores have the same name share their tokens. Default: "default".
@@ -34,49 +34,18 @@ type MemoryStore struct {
 
 // memoryTokens is the pooled value behind a MemoryStore.
 type memoryTokens struct {
-	cache    *cache.Cache // string(TokenHash) -> *TokenRecord
+	table *tokenTable
+	// failures are short-lived counters with a window each: go-cache's
+	// expiring map and janitor are exactly that.
 	failures *cache.Cache // key -> *failureWindow
-	mu       sync.Mutex   // guards byClient and the failure windows
-
-	// byClient indexes the tokens of each client, for revocation, counting
-	// and the per-client cap. Tombstones stay indexed, so that they count
-	// against the cap (and go first when it is reached): what a client can
-	// make the store keep is bounded by the cap, whatever it does.
-	byClient map[string]map[TokenHash]indexEntry
-	seq      uint64 // issue order, which milliseconds alone cannot give
+	mu       sync.Mutex   // guards the failure windows
 }
 
-// indexEntry is one token in its client's index.
-type indexEntry struct {
-	exp     int64  // expiry, Unix ms
-	seq     uint64 // issue order within the process
-	revoked bool   // a tombstone
-}
-
-// newMemoryTokens returns an empty process-wide token cache whose index
-// follows go-cache's expirations.
+// newMemoryTokens returns an empty process-wide token cache.
 func newMemoryTokens() *memoryTokens {
-	m := &memoryTokens{
-		// Expired tokens are refused on read; the janitor frees memory.
-		cache:    cache.New(cache.NoExpiration, time.Minute),
+	return &memoryTokens{
+		table:    newTokenTable(),
 		failures: cache.New(cache.NoExpiration, time.Minute),
-		byClient: make(map[string]map[TokenHash]indexEntry),
-	}
-	m.cache.OnEvicted(func(k string, v any) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.unindex(v.(*TokenRecord).ClientID, TokenHash([]byte(k)))
-	})
-	return m
-}
-
-// unindex removes a token from its client's index; m.mu must be held.
-func (m *memoryTokens) unindex(clientID string, key TokenHash) {
-	if set := m.byClient[clientID]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(m.byClient, clientID)
-		}
 	}
 }
 
@@ -88,10 +57,11 @@ type failureWindow struct {
 	end  time.Time
 }
 
-// Destruct implements caddy.Destructor. go-cache's janitor stops when the
-// cache is garbage collected; flushing frees the tokens at once.
+// Destruct implements caddy.Destructor: it stops the token janitor and
+// frees the tokens at once (go-cache's janitor stops when the cache is
+// garbage collected).
 func (m *memoryTokens) Destruct() error {
-	m.cache.Flush()
+	m.table.close()
 	m.failures.Flush()
 	return nil
 }
@@ -126,161 +96,36 @@ func (s *MemoryStore) Cleanup() error {
 	return err
 }
 
-// Save implements TokenStore.
+// Save implements TokenStore. A token past its expiry is not stored.
 func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
-	ttl := rec.ttl()
-	if ttl <= 0 {
+	now := time.Now().UnixMilli()
+	if rec.ExpiresAt <= now {
 		return nil
 	}
-	m := s.tokens
-	m.mu.Lock()
-	set := m.byClient[rec.ClientID]
-	if set == nil {
-		set = make(map[TokenHash]indexEntry)
-		m.byClient[rec.ClientID] = set
-	}
-	m.seq++
-	set[key] = indexEntry{exp: rec.ExpiresAt, seq: m.seq}
-	victims := oldestBeyond(set, maxPerClient, time.Now().UnixMilli(), key)
-	m.mu.Unlock()
-
-	m.cache.Set(string(key[:]), &rec, ttl)
-	for _, v := range victims {
-		// Deleted, not tombstoned: a client looping on the token endpoint
-		// must not grow the store with issuance rate × token_ttl.
-		m.cache.Delete(string(v[:])) // OnEvicted unindexes it
-	}
-	return nil
-}
-
-// revoke turns a live token into a tombstone that lives until the token
-// would have expired, or until the client's cap evicts it. The tombstone
-// stays in its client's index, marked, so that it counts against the cap.
-// It reports whether the token was live.
-func (m *memoryTokens) revoke(key TokenHash) bool {
-	v, exp, ok := m.cache.GetWithExpiration(string(key[:]))
-	if !ok || v.(*TokenRecord).Revoked {
-		return false
-	}
-	tomb := *v.(*TokenRecord)
-	tomb.Revoked = true
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, indexed := m.byClient[tomb.ClientID][key]
-	if !indexed {
-		return false // evicted meanwhile: already unknown, nothing to keep
-	}
-	e.revoked = true
-	m.byClient[tomb.ClientID][key] = e
-	if ttl := time.Until(exp); ttl > 0 {
-		// Under m.mu, so that a concurrent eviction cannot leave a
-		// tombstone outside the index (Set calls no OnEvicted).
-		m.cache.Set(string(key[:]), &tomb, ttl)
-	}
-	return true
-}
-
-// oldestBeyond returns the tokens of set to evict so that at most max
-// unexpired ones, live tokens and tombstones together, remain: tombstones
-// first, then the earliest issued, never keep (the token being issued).
-// With max <= 0 there is no cap.
-func oldestBeyond(set map[TokenHash]indexEntry, max int, nowMs int64, keep TokenHash) []TokenHash {
-	if max <= 0 || len(set) <= max {
-		return nil
-	}
-	type entry struct {
-		key TokenHash
-		indexEntry
-	}
-	// before orders eviction: tombstones, then issue order.
-	before := func(a, b entry) bool {
-		if a.revoked != b.revoked {
-			return a.revoked
-		}
-		return a.seq < b.seq
-	}
-	kept := make([]entry, 0, len(set))
-	for k, e := range set {
-		if e.exp > nowMs && k != keep {
-			kept = append(kept, entry{k, e})
-		}
-	}
-	over := len(kept) + 1 - max // keep counts too
-	switch {
-	case over <= 0:
-		return nil
-	case over == 1:
-		// The steady state of a client at its cap: one pass, no sort.
-		first := kept[0]
-		for _, e := range kept[1:] {
-			if before(e, first) {
-				first = e
-			}
-		}
-		return []TokenHash{first.key}
-	}
-	slices.SortFunc(kept, func(a, b entry) int {
-		switch {
-		case before(a, b):
-			return -1
-		case before(b, a):
-			return 1
-		}
-		return 0
-	})
-	victims := make([]TokenHash, 0, over)
-	for _, e := range kept[:over] {
-		victims = append(victims, e.key)
-	}
-	return victims
+	return s.tokens.table.put(key, rec, 0, maxPerClient, now)
 }
 
 // Load implements TokenStore.
 func (s *MemoryStore) Load(_ context.Context, key TokenHash) (TokenRecord, bool, error) {
-	v, ok := s.tokens.cache.Get(string(key[:]))
-	if !ok {
-		return TokenRecord{}, false, nil
-	}
-	rec := *v.(*TokenRecord)
-	return rec, !rec.Revoked, nil
+	rec, ok := s.tokens.table.get(key, time.Now().UnixMilli())
+	return rec, ok && !rec.Revoked, nil
 }
 
-// RevokeToken implements TokenStore.
+// RevokeToken implements TokenStore: the token becomes a tombstone until it
+// would have expired or its client's cap evicts it (tombstones count
+// against max_tokens_per_client and go first).
 func (s *MemoryStore) RevokeToken(_ context.Context, key TokenHash) (bool, error) {
-	return s.tokens.revoke(key), nil
+	return s.tokens.table.revoke(key, time.Now().UnixMilli()), nil
 }
 
 // RevokeClient implements TokenStore.
 func (s *MemoryStore) RevokeClient(_ context.Context, clientID string) (int, error) {
-	s.tokens.mu.Lock()
-	keys := make([]TokenHash, 0, len(s.tokens.byClient[clientID]))
-	for k, e := range s.tokens.byClient[clientID] {
-		if !e.revoked {
-			keys = append(keys, k)
-		}
-	}
-	s.tokens.mu.Unlock()
-	n := 0
-	for _, k := range keys {
-		if s.tokens.revoke(k) {
-			n++
-		}
-	}
-	return n, nil
+	return s.tokens.table.revokeClient(clientID, time.Now().UnixMilli()), nil
 }
 
 // CountClient implements TokenStore.
 func (s *MemoryStore) CountClient(_ context.Context, clientID string) (int, error) {
-	now := time.Now().UnixMilli()
-	s.tokens.mu.Lock()
-	defer s.tokens.mu.Unlock()
-	n := 0
-	for _, e := range s.tokens.byClient[clientID] {
-		if e.exp > now && !e.revoked {
-			n++
-		}
-	}
-	return n, nil
+	return s.tokens.table.countClient(clientID, time.Now().UnixMilli()), nil
 }
 
 // Failures implements FailureStore.

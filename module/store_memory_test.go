@@ -2,6 +2,10 @@ package outergate
 
 import (
 	"context"
+	"crypto/sha256"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -156,7 +160,7 @@ func TestMemoryStoreSaveAndLoad(t *testing.T) {
 			if found && got != tc.rec {
 				t.Fatalf("loaded %+v, want %+v", got, tc.rec)
 			}
-			if n := s.tokens.cache.ItemCount(); n != map[bool]int{true: 1, false: 0}[tc.wantFound] {
+			if n := s.tokens.table.len(); n != map[bool]int{true: 1, false: 0}[tc.wantFound] {
 				t.Fatalf("cache holds %d items", n)
 			}
 			if _, found, _ := s.Load(ctx, hashToken("other")); found {
@@ -306,6 +310,276 @@ func TestMemoryStoreRevoke(t *testing.T) {
 	}
 }
 
+// keep stores rec under key for d from now, whatever its expiry, bypassing
+// Save's checks: a record past its expiry stays found, as in a store that
+// has not purged it yet.
+func (m *memoryTokens) keep(t testing.TB, key TokenHash, rec TokenRecord, d time.Duration) {
+	t.Helper()
+	now := time.Now().UnixMilli()
+	grace := max(0, (now+d.Milliseconds()-rec.ExpiresAt+999)/1000)
+	if grace > math.MaxUint16 {
+		t.Fatalf("record expires %d s before it is to be dropped; at most %d s can be kept", grace, math.MaxUint16)
+	}
+	if err := m.table.put(key, rec, uint16(grace), 0, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keys returns the keys of every stored entry.
+func (m *memoryTokens) keys() []TokenHash {
+	var out []TokenHash
+	for i := range m.table.shards {
+		sh := &m.table.shards[i]
+		sh.mu.RLock()
+		for k := range sh.m {
+			out = append(out, k)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+func TestShardOfCoversEveryShard(t *testing.T) {
+	var n [tableShards]int
+	for _, s := range shardOf {
+		n[s]++
+	}
+	for i, c := range n {
+		// Shares grow from about 11 to about 22 of the 1,024 prefixes.
+		if c < 10 || c > 23 || (i > 0 && c < n[i-1]-1) {
+			t.Fatalf("shard %d gets %d of %d prefixes (all: %v)", i, c, len(shardOf), n)
+		}
+	}
+}
+
+func TestMemoryStoreCapEvictsOldest(t *testing.T) {
+	ctx := context.Background()
+	rec := func(client string, ttl time.Duration) TokenRecord {
+		now := time.Now()
+		return TokenRecord{ClientID: client, Scope: "read", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(ttl).UnixMilli()}
+	}
+	for _, tc := range []struct {
+		name string
+		ttls []time.Duration // of the tokens saved in turn, before the last one
+		max  int
+		want []bool // found afterwards, in the same order
+	}{
+		{name: "under the cap nothing is evicted", ttls: []time.Duration{time.Hour, time.Hour}, max: 3, want: []bool{true, true}},
+		{name: "one past the cap evicts the oldest", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 3, want: []bool{false, true, true}},
+		{name: "a cap of one keeps only the newest", ttls: []time.Duration{time.Hour, time.Hour}, max: 1, want: []bool{false, false}},
+		{name: "expired tokens do not count", ttls: []time.Duration{time.Hour, 200 * time.Millisecond, time.Hour}, max: 3, want: []bool{true, false, true}},
+		{name: "no cap keeps all", ttls: []time.Duration{time.Hour, time.Hour, time.Hour}, max: 0, want: []bool{true, true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := provisionMemory(t, "cap-"+tc.name)
+			defer s.Cleanup()
+			var keys []TokenHash
+			for i, ttl := range tc.ttls {
+				k := hashToken(tc.name + strconv.Itoa(i))
+				keys = append(keys, k)
+				if err := s.Save(ctx, k, rec("app", ttl), tc.max); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another client's tokens are never evicted for this one.
+			other := hashToken(tc.name + "other")
+			if err := s.Save(ctx, other, rec("other", time.Hour), 1); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(250 * time.Millisecond)
+			last := hashToken(tc.name + "last")
+			if err := s.Save(ctx, last, rec("app", time.Hour), tc.max); err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				if _, found, _ := s.Load(ctx, k); found != tc.want[i] {
+					t.Errorf("token %d found = %v, want %v", i, found, tc.want[i])
+				}
+			}
+			for _, k := range []TokenHash{last, other} {
+				if _, found, _ := s.Load(ctx, k); !found {
+					t.Errorf("token %x lost", k[:4])
+				}
+			}
+			wantCount := 1
+			for _, w := range tc.want {
+				if w {
+					wantCount++
+				}
+			}
+			if n, _ := s.CountClient(ctx, "app"); n != wantCount {
+				t.Errorf("CountClient = %d, want %d", n, wantCount)
+			}
+		})
+	}
+}
+
+func TestMemoryStoreCapAfterRevocation(t *testing.T) {
+	// A tombstone counts against the cap and goes before live tokens,
+	// oldest revoked first; the token being issued always stays.
+	ctx := context.Background()
+	s := provisionMemory(t, "cap-revoked")
+	defer s.Cleanup()
+	k := func(name string) TokenHash { return hashToken("cap-revoked/" + name) }
+	save := func(name string) {
+		t.Helper()
+		if err := s.Save(ctx, k(name), liveRecord("app", time.Hour), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		save(name)
+	}
+	for _, name := range []string{"b", "a"} {
+		if live, _ := s.RevokeToken(ctx, k(name)); !live {
+			t.Fatalf("RevokeToken(%s) not live", name)
+		}
+	}
+	save("d") // evicts the tombstone of b, revoked first
+	want := map[string]string{"a": "revoked", "b": "unknown", "c": "live", "d": "live"}
+	check := func() {
+		t.Helper()
+		for name, w := range want {
+			rec, found, _ := s.Load(ctx, k(name))
+			got := map[bool]string{true: "live", false: "unknown"}[found]
+			if rec.Revoked {
+				got = "revoked"
+			}
+			if got != w {
+				t.Errorf("%s is %s, want %s", name, got, w)
+			}
+		}
+	}
+	check()
+	save("e") // evicts the tombstone of a, before any live token
+	want["a"], want["e"] = "unknown", "live"
+	check()
+	save("f") // no tombstone left: the oldest live token, c
+	want["c"], want["f"] = "unknown", "live"
+	check()
+	if n, _ := s.CountClient(ctx, "app"); n != 3 {
+		t.Errorf("CountClient = %d, want 3", n)
+	}
+	if n, _ := s.RevokeClient(ctx, "app"); n != 3 {
+		t.Errorf("RevokeClient = %d, want 3", n)
+	}
+	save("g") // three tombstones and g: the oldest tombstone, d, goes
+	want = map[string]string{"d": "unknown", "e": "revoked", "f": "revoked", "g": "live"}
+	check()
+	if n := s.tokens.table.len(); n != 3 {
+		t.Errorf("the store keeps %d records, want 3", n)
+	}
+}
+
+func TestMemoryStorePurge(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "purge")
+	defer s.Cleanup()
+	table := s.tokens.table
+	short := hashToken("short")
+	long := hashToken("long")
+	tomb := hashToken("tomb")
+	if err := s.Save(ctx, short, liveRecord("app", 200*time.Millisecond), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, long, liveRecord("app", time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, tomb, liveRecord("gone", 200*time.Millisecond), 0); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := s.RevokeToken(ctx, tomb); !live {
+		t.Fatal("RevokeToken(tomb) not live")
+	}
+	time.Sleep(250 * time.Millisecond)
+	table.purge(time.Now().UnixMilli())
+	if n := table.len(); n != 1 {
+		t.Fatalf("%d entries after purge, want 1", n)
+	}
+	if _, found, _ := s.Load(ctx, long); !found {
+		t.Fatal("live token purged")
+	}
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if len(table.clients) != 1 || len(table.clients["app"].tokens) != 1 {
+		t.Fatalf("client index after purge: %d clients", len(table.clients))
+	}
+	// Only the live token's (client, scope) is still interned.
+	if len(table.names.ids) != 1 || len(table.names.free) != 1 {
+		t.Fatalf("interned names: %d, free slots %d; want 1 and 1", len(table.names.ids), len(table.names.free))
+	}
+}
+
+func TestMemoryStoreResaveAndNames(t *testing.T) {
+	ctx := context.Background()
+	s := provisionMemory(t, "resave")
+	defer s.Cleanup()
+	table := s.tokens.table
+	k := hashToken("k")
+	first := liveRecord("one", time.Hour)
+	second := TokenRecord{ClientID: "two", Scope: "write", IssuedAt: first.IssuedAt + 1, ExpiresAt: first.ExpiresAt + 1}
+	for _, rec := range []TokenRecord{first, second} {
+		if err := s.Save(ctx, k, rec, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, found, _ := s.Load(ctx, k); !found || got != second {
+		t.Fatalf("Load = %+v, %v; want %+v", got, found, second)
+	}
+	if n, _ := s.CountClient(ctx, "one"); n != 0 {
+		t.Fatalf("the overwritten token still counts for its old client: %d", n)
+	}
+	if n, _ := s.CountClient(ctx, "two"); n != 1 {
+		t.Fatalf("CountClient(two) = %d", n)
+	}
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if _, ok := table.names.ids[principal{"one", "read write", ""}]; ok || len(table.names.ids) != 1 {
+		t.Fatalf("interned names %v; want only two/write", table.names.ids)
+	}
+}
+
+func TestMemoryStoreConcurrentTokens(t *testing.T) {
+	// Run with -race: Load beside Save, eviction, revocation and purge.
+	ctx := context.Background()
+	s := provisionMemory(t, "concurrent-tokens")
+	defer s.Cleanup()
+	const workers, each = 4, 300
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			client := "c" + strconv.Itoa(w%2)
+			for i := range each {
+				k := hashToken(client + "/" + strconv.Itoa(w) + "/" + strconv.Itoa(i))
+				if err := s.Save(ctx, k, liveRecord(client, time.Hour), 50); err != nil {
+					t.Error(err)
+					return
+				}
+				if rec, found, _ := s.Load(ctx, k); found && rec.ClientID != client {
+					t.Errorf("token of %s loaded as %+v", client, rec)
+				}
+				switch i % 100 {
+				case 10:
+					_, _ = s.RevokeToken(ctx, k)
+				case 50:
+					s.tokens.table.purge(time.Now().UnixMilli())
+				case 99:
+					_, _ = s.CountClient(ctx, client)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range []string{"c0", "c1"} {
+		if n, _ := s.CountClient(ctx, c); n != 50 {
+			t.Errorf("CountClient(%s) = %d, want the cap, 50", c, n)
+		}
+	}
+	if n, _ := s.RevokeClient(ctx, "c0"); n != 50 {
+		t.Errorf("RevokeClient(c0) = %d, want 50", n)
+	}
+}
+
 // checkReserve holds every FailureStore to the claim protocol of the
 // throttles, with a and b two handles on one shared store (two instances
 // of a Redis store): concurrent claims never exceed the limit, a failed
@@ -384,4 +658,30 @@ func TestMemoryStoreReserve(t *testing.T) {
 	defer a.Cleanup()
 	defer b.Cleanup()
 	checkReserve(t, a, b)
+}
+
+func TestMemoryStoreBytesPerToken(t *testing.T) {
+	// The target of issue 18 (BENCHMARKS.md): at most 200 bytes of Go heap
+	// per live token, 1,000,000 tokens over 10,000 clients at the default
+	// cap. Bytes, not time: what the table keeps does not depend on the
+	// machine's load.
+	if testing.Short() {
+		t.Skip("fills 1,000,000 tokens")
+	}
+	bytesPerToken, _ := fillMemoryStore(t, 10_000, 100)
+	t.Logf("%.1f bytes per live token", bytesPerToken)
+	if bytesPerToken > 200 {
+		t.Errorf("%.1f bytes per live token, want at most 200", bytesPerToken)
+	}
+}
+
+func TestHashTokenIsSHA256(t *testing.T) {
+	// hashToken copies the token into a stack buffer of 64 bytes; longer
+	// tokens take the heap path. Both must give the plain SHA-256.
+	for _, n := range []int{0, 1, 32, 43, 64, 65, 300} {
+		tok := strings.Repeat("x", n)
+		if got, want := hashToken(tok), TokenHash(sha256.Sum256([]byte(tok))); got != want {
+			t.Errorf("hashToken of %d bytes = %x, want %x", n, got[:4], want[:4])
+		}
+	}
 }

@@ -193,7 +193,8 @@ func runBench(e *env) error {
 			return err
 		}
 	}
-	return nil
+	// Last: what each operation costs in Redis (its own Caddy and Redis).
+	return runRedisCost(e)
 }
 
 func printDeviceTables(c config, results map[string][]measured) {

@@ -18,6 +18,9 @@
 //	reload  a config reload every second during load, outergate and stock
 //	        Caddy in alternating rows
 //	faults  the upstream, then Redis, killed and restarted during load
+//	redis-cost  round trips, commands and bytes per issuance and per
+//	        validation through a counting proxy, and Redis bytes per token
+//	        (also the last step of bench)
 //	all     bench, soak, reload and faults in turn
 //
 // Run `go run ./integration/bench/run -h` for the flags.
@@ -152,7 +155,8 @@ func main() {
 	}
 	_ = fs.Parse(os.Args[2:])
 
-	modes := map[string]func(*env) error{"bench": runBench, "soak": runSoak, "reload": runReload, "faults": runFaults}
+	modes := map[string]func(*env) error{"bench": runBench, "soak": runSoak, "reload": runReload, "faults": runFaults,
+		"redis-cost": runRedisCost}
 	var run []func(*env) error
 	if mode == "all" {
 		run = []func(*env) error{runBench, runSoak, runReload, runFaults}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -168,9 +169,11 @@ func TestIntrospectAny(t *testing.T) {
 		t.Fatalf("revoke: %d", rec.Code)
 	}
 	expired := "expired-token-for-introspection"
-	saveRecord(t, h, expired, TokenRecord{ClientID: testClientID, Scope: "read", IssuedAt: 1000, ExpiresAt: 2000})
+	now := time.Now()
+	saveRecord(t, h, expired, TokenRecord{ClientID: testClientID, Scope: "read",
+		IssuedAt: now.Add(-2 * time.Hour).UnixMilli(), ExpiresAt: now.Add(-time.Hour).UnixMilli()})
 	gone := "token-of-a-removed-client"
-	saveRecord(t, h, gone, TokenRecord{ClientID: "removed", Scope: "read", IssuedAt: 1000, ExpiresAt: 1 << 50})
+	saveRecord(t, h, gone, TokenRecord{ClientID: "removed", Scope: "read", IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Hour).UnixMilli()})
 
 	introspect := func(path, token, id, secret string) *http.Request {
 		r, _ := newRequest(http.MethodPost, path, strings.NewReader(url.Values{"token": {token}}.Encode()))

@@ -2,12 +2,13 @@ package integration
 
 // The helpers every end-to-end test shares: the gateway under test (built
 // binary, Caddyfile, reload), requests and replies, raw HTTP/1.1 requests,
-// the operations calls (revocation, introspection, device calls) and the
-// polling of cluster bounds.
+// the operations calls (revocation, introspection, device calls), the
+// polling of cluster bounds, and the running of client-library scripts.
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +20,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -701,6 +705,84 @@ func bcryptOf(t *testing.T, secret string) string {
 	}
 	return string(h)
 }
+
+// systemPython is the interpreter Debian's python3-* packages serve; another
+// python3 earlier on PATH would not see them.
+const systemPython = "/usr/bin/python3"
+
+// requirePython returns systemPython if it imports every module, else
+// skips the test with the reason, or fails it under
+// OUTERGATE_REQUIRE_PYTHON=1 (CI).
+func requirePython(t *testing.T, modules ...string) string {
+	t.Helper()
+	out, err := exec.Command(systemPython, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("%s cannot import %s (%v: %s): apt-get install python3-authlib python3-requests-oauthlib to run this check",
+			systemPython, strings.Join(modules, ", "), err, strings.TrimSpace(string(out)))
+		if os.Getenv("OUTERGATE_REQUIRE_PYTHON") == "1" {
+			t.Fatal(msg + " (OUTERGATE_REQUIRE_PYTHON=1)")
+		}
+		t.Skip(msg)
+	}
+	return systemPython
+}
+
+// requireNode returns node and npm, else skips the test, or fails it under
+// OUTERGATE_REQUIRE_NODE=1 (CI).
+func requireNode(t *testing.T) (node, npm string) {
+	t.Helper()
+	node, errNode := exec.LookPath("node")
+	npm, errNpm := exec.LookPath("npm")
+	if errNode != nil || errNpm != nil {
+		if os.Getenv("OUTERGATE_REQUIRE_NODE") == "1" {
+			t.Fatal("node and npm are required (OUTERGATE_REQUIRE_NODE=1)")
+		}
+		t.Skip("Node.js not found: install nodejs and npm to run the npm client checks")
+	}
+	return node, npm
+}
+
+// runScript runs a client script with interp in dir (absolute, or relative
+// to integration/) and decodes the one JSON line it prints.
+func runScript(t *testing.T, interp, dir, script string, args ...string) map[string]any {
+	t.Helper()
+	if !filepath.IsAbs(dir) {
+		root, err := harness.ModuleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, "integration", dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, interp, append([]string{script}, args...)...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(interp), script, err, out, stderr.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%s printed %q: %v\n%s", script, out, err, stderr.String())
+	}
+	return res
+}
+
+// anyStrings turns a decoded JSON array of strings into a []string.
+func anyStrings(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, s := range list {
+		str, _ := s.(string)
+		out = append(out, str)
+	}
+	return out
+}
+
+// jsonDecode decodes one JSON value from r.
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
 // upgradeUpstream is a recording upstream for the upgrade tests: the legacy
 // backend, except that any request asking to upgrade (WebSocket, h2c,

@@ -114,7 +114,7 @@ func TestHostileRequests(t *testing.T) {
 			req:    tokenPost(formCT, "grant_type=client_credentials&client_id="+rotID, "Authorization", basicAuth(appID, appSecret)),
 			status: 400, code: 23010},
 		{name: "empty client_secret in the body", source: "RFC 6749 §2.3.1",
-			req: tokenPost(formCT, "grant_type=client_credentials&client_id="+appID+"&client_secret="), status: 400, code: 23010},
+			req: tokenPost(formCT, "grant_type=client_credentials&client_id="+appID+"&client_secret="), status: 401, code: 23020},
 		{name: "Basic with an empty secret", source: "RFC 6749 §2.3.1",
 			req:    tokenPost(formCT, "grant_type=client_credentials", "Authorization", "Basic "+b64(appID+":")),
 			status: 401, code: 23020, headers: map[string]string{"WWW-Authenticate": basicChallengeHdr}},

@@ -177,7 +177,7 @@ func TestMetadata(t *testing.T) {
 		`"grant_types_supported":["client_credentials"],"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"],` +
 		`"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"],` +
 		`"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"],` +
-		`"scopes_supported":["groups","read","write"],"response_types_supported":[]}`
+		`"scopes_supported":["groups","read","write"],"response_types_supported":["none"]}`
 	if r.status != 200 || string(r.body) != want {
 		t.Errorf("metadata = %d %s\nwant %s", r.status, r.body, want)
 	}
@@ -218,36 +218,13 @@ func tokenFormAt(path string, v url.Values) request {
 // the gateway: discovery, the client-credentials grant with Basic and with
 // body credentials, a device call, and a wrong secret.
 func TestNodeOpenIDClient(t *testing.T) {
-	node, errNode := exec.LookPath("node")
-	npm, errNpm := exec.LookPath("npm")
-	if errNode != nil || errNpm != nil {
-		if os.Getenv("OUTERGATE_REQUIRE_NODE") == "1" {
-			t.Fatal("node and npm are required (OUTERGATE_REQUIRE_NODE=1)")
-		}
-		t.Skip("Node.js not found: install nodejs and npm to run the openid-client check")
-	}
-	root, _ := harness.ModuleRoot()
-	dir := t.TempDir()
-	for _, f := range []string{"package.json", "package-lock.json", "client.mjs"} {
-		data, err := os.ReadFile(filepath.Join(root, "integration", "oauth2client", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := npmInstall(npm, dir, nil); err != nil {
-		if errors.Is(err, errRegistryUnreachable) && os.Getenv("OUTERGATE_REQUIRE_NODE") != "1" {
-			t.Skipf("npm registry unreachable, openid-client not installed (OUTERGATE_REQUIRE_NODE=1 makes this a failure): %v", err)
-		}
-		t.Fatal(err)
-	}
+	node, npm := requireNode(t)
+	dir := npmClientDir(t, npm)
 
 	g := startGateway(t, gatewayConfig{})
-	run := func(secret, method string) map[string]any {
+	run := func(secret, method string, discovery ...string) map[string]any {
 		t.Helper()
-		cmd := exec.Command(node, "client.mjs", g.base, appID, secret, g.base+infoPath+legacy.DeviceOnline, method)
+		cmd := exec.Command(node, append([]string{"client.mjs", g.base, appID, secret, g.base + infoPath + legacy.DeviceOnline, method}, discovery...)...)
 		cmd.Dir = dir
 		out, err := cmd.Output()
 		if err != nil {
@@ -275,7 +252,36 @@ func TestNodeOpenIDClient(t *testing.T) {
 			}
 		})
 	}
+	// OpenID Connect Discovery's path serves the same metadata, which
+	// openid-client's "oidc" discovery reads.
+	if res := run(appSecret, "basic", "oidc"); res["device_status"] != float64(200) || res["scope"] != "read" {
+		t.Errorf("openid-client through /.well-known/openid-configuration = %v", res)
+	}
 	if !strings.Contains(g.caddy.Logs(), `"token issued"`) {
 		t.Error("no issuance in the logs")
 	}
+}
+
+// npmClientDir copies integration/oauth2client into a temporary directory
+// and installs its pinned packages there with npm ci.
+func npmClientDir(t *testing.T, npm string) string {
+	t.Helper()
+	root, _ := harness.ModuleRoot()
+	dir := t.TempDir()
+	for _, f := range []string{"package.json", "package-lock.json", "client.mjs", "simple.mjs"} {
+		data, err := os.ReadFile(filepath.Join(root, "integration", "oauth2client", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := npmInstall(npm, dir, nil); err != nil {
+		if errors.Is(err, errRegistryUnreachable) && os.Getenv("OUTERGATE_REQUIRE_NODE") != "1" {
+			t.Skipf("npm registry unreachable, the npm clients not installed (OUTERGATE_REQUIRE_NODE=1 makes this a failure): %v", err)
+		}
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -81,9 +81,12 @@ func TestRevocationRFC7009(t *testing.T) {
 		}, status: 401, code: 23020, header: `Www-Authenticate: Basic realm="outer"`, target: ownToken, revoked: false},
 		{name: "unknown client is 401 23020", req: func(own, _ string) request { return opsRevoke(own, "nobody", appSecret) },
 			status: 401, code: 23020, message: "client authentication failed", target: ownToken, revoked: false},
-		{name: "no client credentials is 400 23010", req: func(own, _ string) request {
+		{name: "no client credentials is 401 23020 (RFC 6749 §5.2)", req: func(own, _ string) request {
 			return request{method: "POST", path: opsRevokePath, header: form, body: url.Values{"token": {own}}.Encode()}
-		}, status: 400, code: 23010, target: ownToken, revoked: false},
+		}, status: 401, code: 23020, message: "client authentication failed", target: ownToken, revoked: false},
+		{name: "client_id without a secret is 401 23020", req: func(own, _ string) request {
+			return request{method: "POST", path: opsRevokePath, header: form, body: url.Values{"token": {own}, "client_id": {appID}}.Encode()}
+		}, status: 401, code: 23020, message: "client authentication failed", target: ownToken, revoked: false},
 		{name: "credentials in the query string are 400 23010", req: func(own, _ string) request {
 			return request{method: "POST", path: opsRevokePath + "?" + url.Values{"client_id": {appID}, "client_secret": {appSecret}}.Encode(),
 				header: form, body: url.Values{"token": {own}}.Encode()}

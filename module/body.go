@@ -173,8 +173,9 @@ func parseJSONParams(body []byte) (params, error) {
 		if err := dec.Decode(&raw); err != nil {
 			return params{}, errors.New("malformed JSON body")
 		}
+		// null is no string either: json.Unmarshal would leave s "".
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := json.Unmarshal(raw, &s); err != nil || bytes.Equal(raw, []byte("null")) {
 			p.values[key] = append(p.values[key], paramValue{notString: true})
 			continue
 		}
@@ -228,6 +229,17 @@ func single(name string, sources ...params) (value string, found bool, err error
 		return "", true, fmt.Errorf("%s holds control characters", name)
 	}
 	return value, true, nil
+}
+
+// optional is single for a parameter whose empty value means the same as
+// its absence (RFC 6749 §2.3.1 for client_secret, §3.3 for scope): a
+// present, empty value yields "", not an error. Repeats still fail.
+func optional(name string, p params) (string, error) {
+	if vs := p.get(name); len(vs) == 1 && !vs[0].notString && vs[0].value == "" {
+		return "", nil
+	}
+	v, _, err := single(name, p)
+	return v, err
 }
 
 // hasControl reports whether s holds an ASCII control character.

@@ -34,12 +34,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    protect         /outer/device/* [<pattern>...]
 //	    token_ttl       36000s
 //	    scope           "read write groups"
+//	    auth_method     basic | post | both
 //	    client <id> <secret-hash> [<secret-hash>...] {
 //	        scope read
 //	        token_ttl     1h
 //	        rate_limit    <n>/<duration> [burst <m>] | off
 //	        quota         <n>/<window> | off
 //	        max_in_flight <n> | off
+//	        auth_method basic | post | both
+//	        introspect  any | own
 //	    }
 //	    rate_limit      <n>/<duration> [burst <m>]
 //	    quota           <n>/<window>
@@ -107,6 +110,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Scope = strings.Join(args, " ")
+		case "auth_method":
+			if !d.AllArgs(&h.AuthMethod) {
+				return d.ArgErr()
+			}
+			if _, err := parseAuthMethod(h.AuthMethod); err != nil {
+				return d.Err(err.Error())
+			}
 		case "require_scope":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -332,6 +342,26 @@ func unmarshalClient(d *caddyfile.Dispenser) (Client, error) {
 				return c, d.ArgErr()
 			}
 			c.Scope = strings.Join(scopes, " ")
+		case "auth_method":
+			if c.AuthMethod != "" {
+				return c, d.Err("auth_method specified more than once")
+			}
+			if !d.AllArgs(&c.AuthMethod) {
+				return c, d.ArgErr()
+			}
+			if _, err := parseAuthMethod(c.AuthMethod); err != nil {
+				return c, d.Err(err.Error())
+			}
+		case "introspect":
+			if c.Introspect != "" {
+				return c, d.Err("introspect specified more than once")
+			}
+			if !d.AllArgs(&c.Introspect) {
+				return c, d.ArgErr()
+			}
+			if _, err := parseIntrospect(c.Introspect); err != nil {
+				return c, d.Err(err.Error())
+			}
 		default:
 			return c, d.Errf("unrecognized client subdirective %q", d.Val())
 		}

@@ -30,6 +30,19 @@ type Client struct {
 	// Default: the handler's scope.
 	Scope string `json:"scope,omitempty"`
 
+	// AuthMethod is how the client must authenticate on the token,
+	// revocation and introspection endpoints: "basic" (HTTP Basic, RFC 8414
+	// client_secret_basic), "post" (client_id and client_secret in the body,
+	// client_secret_post) or "both". The other method is refused with 401
+	// invalid_client (23020). Default: the handler's auth_method, "both".
+	AuthMethod string `json:"auth_method,omitempty"`
+
+	// Introspect is which tokens the client may introspect: "own" (its
+	// own; any other token is {"active": false}) or "any" (every client's,
+	// answered with sub, iss and nbf too: the role of a resource server,
+	// RFC 7662). Default: "own".
+	Introspect string `json:"introspect,omitempty"`
+
 	// TokenTTL is the lifetime of this client's tokens (`expires_in`).
 	// Default: the handler's token_ttl.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
@@ -47,11 +60,13 @@ type Client struct {
 	// max_in_flight.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 
-	verifiers []secretVerifier
-	bindings  []string // per verifier: the binding of tokens issued with it (binding.go)
-	scopes    []string
-	ttl       time.Duration
-	policy    *policy // rate limit, quota, in-flight cap (ratelimit.go)
+	verifiers     []secretVerifier
+	bindings      []string // per verifier: the binding of tokens issued with it (binding.go)
+	scopes        []string
+	ttl           time.Duration
+	policy        *policy     // rate limit, quota, in-flight cap (ratelimit.go)
+	auth          authMethods // parsed AuthMethod
+	introspectAny bool        // Introspect is "any"
 	// decoyEquivalents is how many of the verifiers are bcrypt at the
 	// highest configured cost (failcost.go).
 	decoyEquivalents int

@@ -70,10 +70,11 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 	if req.params, aerr = parse(p); aerr != nil {
 		return req, aerr
 	}
-	if req.clientID, _, err = single("client_id", p); err != nil {
+	if req.clientID, err = optional("client_id", p); err != nil {
 		return req, badRequest(err.Error())
 	}
-	if req.clientSecret, _, err = single("client_secret", p); err != nil {
+	// RFC 6749 §2.3.1: an empty client_secret is an omitted one.
+	if req.clientSecret, err = optional("client_secret", p); err != nil {
 		return req, badRequest(err.Error())
 	}
 
@@ -91,7 +92,9 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 		req.clientID, req.clientSecret, req.basic = user, pass, true
 	}
 	if req.clientID == "" || req.clientSecret == "" {
-		return req, badRequest("client_id and client_secret are required")
+		// RFC 6749 §5.2: a request without client authentication is
+		// invalid_client, like a wrong secret.
+		return req, clientAuthFailed(req.basic)
 	}
 	return req, nil
 }
@@ -209,6 +212,15 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 	if !ok {
 		aerr := clientAuthFailed(req.basic)
 		a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
+		return none, aerr, nil
+	}
+	if !client.auth.allows(req.basic) {
+		// The secret was right, so this is no guess and is not counted;
+		// the answer is a wrong secret's (RFC 6749 §5.2: an unsupported
+		// authentication method is invalid_client).
+		aerr := clientAuthFailed(req.basic)
+		a.audit.refusal(r, "client authentication method not allowed", aerr, zap.String("client_id", client.ID),
+			zap.Bool("basic", req.basic))
 		return none, aerr, nil
 	}
 	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil

@@ -116,12 +116,19 @@ func FuzzParseTokenRequest(f *testing.F) {
 				if len(body) <= maxBodyBytes {
 					t.Fatalf("413 for a body of %d bytes", len(body))
 				}
-			case aerr.status == 401 && aerr.code == CodeClientAuthFailed:
-				if !basicScheme {
-					t.Fatalf("401 without HTTP Basic (Authorization %q)", authorization)
-				}
+			case aerr.status == 401 && aerr.code == CodeClientAuthFailed && basicScheme:
 				if got := aerr.header.Get("WWW-Authenticate"); got != basicChallenge {
 					t.Fatalf("401 with WWW-Authenticate %q", got)
+				}
+			case aerr.status == 401 && aerr.code == CodeClientAuthFailed:
+				// Without Basic, 401 means no client authentication: no
+				// client_id or no client_secret (RFC 6749 §5.2).
+				if fields != nil && len(fields["client_id"]) == 1 && fields["client_id"][0] != "" &&
+					len(fields["client_secret"]) == 1 && fields["client_secret"][0] != "" {
+					t.Fatalf("401 without HTTP Basic for body credentials %q", fields["client_id"])
+				}
+				if got := aerr.header.Get("WWW-Authenticate"); got != "" {
+					t.Fatalf("401 without Basic carries WWW-Authenticate %q", got)
 				}
 			default:
 				t.Fatalf("unexpected answer %d %d %q", aerr.status, aerr.code, aerr.message)

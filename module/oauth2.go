@@ -13,6 +13,10 @@ import (
 const (
 	DefaultOAuth2TokenPath = "/oauth2/token"
 	wellKnownMetadata      = "/.well-known/oauth-authorization-server"
+	// wellKnownOpenID serves the same document for clients that discover
+	// only through OpenID Connect Discovery's path; it claims nothing of
+	// OpenID Connect (no id_token, no jwks_uri, no userinfo).
+	wellKnownOpenID = "/.well-known/openid-configuration"
 )
 
 // serverMetadata is RFC 8414 §2 authorization server metadata.
@@ -35,20 +39,9 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return writeJSON(w, http.StatusMethodNotAllowed, oauthErrorBody{Error: "invalid_request", ErrorDescription: "use GET"})
 	}
-	issuer := h.Issuer
-	origin := ""
-	if issuer == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		origin = scheme + "://" + r.Host
-		issuer = origin
-	} else if u, err := url.Parse(issuer); err == nil {
-		origin = u.Scheme + "://" + u.Host
-	}
+	issuer, origin := h.issuer(r)
 	metadataCachePolicy(w.Header(), h.Issuer != "")
-	auth := []string{"client_secret_basic", "client_secret_post"}
+	auth := authMethodNames(h.clients, h.auths)
 	tok, rev, intro := oauth2Paths(h.OAuth2TokenPath)
 	return writeJSON(w, http.StatusOK, serverMetadata{
 		Issuer:                                    issuer,
@@ -60,8 +53,33 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) error {
 		RevocationEndpointAuthMethodsSupported:    auth,
 		IntrospectionEndpointAuthMethodsSupported: auth,
 		ScopesSupported:                           h.allScopes(),
-		ResponseTypesSupported:                    []string{},
+		ResponseTypesSupported:                    responseTypes,
 	})
+}
+
+// responseTypes is response_types_supported. RFC 8414 §2 requires the
+// member, and strict validators (authlib's) read an empty list as a missing
+// one; but this server has no authorization endpoint, so no response type
+// that returns a credential may be claimed. "none" (OAuth 2.0 Multiple
+// Response Type Encoding Practices §4) is the registered response type that
+// returns none: listing it alone claims no flow a client could start.
+var responseTypes = []string{"none"}
+
+// issuer is the RFC 8414 issuer identifier and the origin of the endpoint
+// URLs: the configured issuer, else the request's scheme and host.
+func (h *Handler) issuer(r *http.Request) (issuer, origin string) {
+	if h.Issuer != "" {
+		if u, err := url.Parse(h.Issuer); err == nil {
+			origin = u.Scheme + "://" + u.Host
+		}
+		return h.Issuer, origin
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	origin = scheme + "://" + r.Host
+	return origin, origin
 }
 
 // allScopes lists every scope a configured client may hold, sorted.

@@ -151,7 +151,7 @@ func (h *Handler) openAPIComponents() map[string]obj {
 					"grant_type":    obj{"type": "string", "const": "client_credentials"},
 					"client_id":     obj{"type": "string", "description": "Required unless sent with HTTP Basic."},
 					"client_secret": obj{"type": "string", "description": "Required unless sent with HTTP Basic; never both."},
-					"scope":         obj{"type": "string", "description": "Optional: a space-separated subset of the client's scopes."},
+					"scope":         obj{"type": "string", "description": "Optional: a space-separated subset of the client's scopes; empty or absent: the client's default scopes."},
 				}},
 			"TokenRequestToken": obj{"type": "object", "required": []string{"token"},
 				"properties": obj{
@@ -168,7 +168,7 @@ func (h *Handler) openAPIComponents() map[string]obj {
 					"scope":        obj{"type": "string"},
 				}},
 			"Introspection": obj{"type": "object", "required": []string{"active"},
-				"description": "RFC 7662 §2.2; only `active` when the token is not an active token of the caller.",
+				"description": "RFC 7662 §2.2; only `active` when the token is not an active token the caller may see. A client with `introspect any` (a resource server) sees every client's live tokens, with `sub`, `iss` and `nbf` too.",
 				"properties": obj{
 					"active":     obj{"type": "boolean"},
 					"client_id":  obj{"type": "string"},
@@ -176,6 +176,9 @@ func (h *Handler) openAPIComponents() map[string]obj {
 					"exp":        obj{"type": "integer"},
 					"iat":        obj{"type": "integer"},
 					"token_type": obj{"type": "string", "const": "Bearer"},
+					"sub":        obj{"type": "string", "description": "the token's client; to `introspect any` clients only"},
+					"iss":        obj{"type": "string", "description": "the metadata's issuer; to `introspect any` clients only"},
+					"nbf":        obj{"type": "integer", "description": "= iat; to `introspect any` clients only"},
 				}},
 			"OAuthError": obj{"type": "object", "required": []string{"error"},
 				"description": "RFC 6749 §5.2 error.",
@@ -196,7 +199,8 @@ func (h *Handler) openAPIComponents() map[string]obj {
 					"revocation_endpoint_auth_methods_supported":    stringArray(),
 					"introspection_endpoint_auth_methods_supported": stringArray(),
 					"scopes_supported":                              stringArray(),
-					"response_types_supported":                      stringArray(),
+					"response_types_supported": obj{"type": "array", "items": obj{"type": "string"},
+						"description": "[\"none\"]: there is no authorization endpoint, and RFC 8414 requires the member"},
 				}},
 		},
 	}
@@ -326,7 +330,7 @@ func clientErrors(rfc bool) obj {
 	}
 	return obj{
 		"400": jsonResponse("Bad parameters (23010): grant_type, body, content type, credentials in the query string, a duplicate parameter, scope.", body(CodeBadRequest), nil),
-		"401": jsonResponse("Client authentication failed (23020): unknown client or wrong secret, the same answer for both.", body(CodeClientAuthFailed),
+		"401": jsonResponse("Client authentication failed (23020): unknown client, wrong secret, no client authentication, or a method the client's auth_method does not allow; the same answer for all.", body(CodeClientAuthFailed),
 			obj{"WWW-Authenticate": header(false, "Sent when HTTP Basic was used.", basicChallenge)}),
 		"405": jsonResponse("Wrong method (23010).", body(CodeBadRequest), allowPost()),
 		"413": jsonResponse("Body over 64 KiB (23010).", body(CodeBadRequest), nil),
@@ -360,7 +364,7 @@ func (h *Handler) gatewayPaths() obj {
 	tag := "Tokens"
 	paths := obj{
 		h.TokenPath: clientPost("issueToken", "Obtain an access token (client credentials)",
-			"RFC 6749 §4.4 in the platform's envelope. The body is a form or JSON; client credentials go in the body or in HTTP Basic, never both, never in the query string. Unknown extra parameters are ignored.",
+			"RFC 6749 §4.4 in the platform's envelope. The body is a form or JSON; client credentials go in the body or in HTTP Basic, never both, never in the query string (RFC 6749 clients send forms; JSON is kept for the platform's integrators). An empty `scope` is an omitted one (the client's default scopes); a parameter given twice is refused; unknown extra parameters are ignored.",
 			tag, "TokenRequest",
 			obj{"200": jsonResponse("The token, in the envelope.", dataEnvelope("token info", ref("schemas", "Token")), nil)}, false),
 		subPath(h.TokenPath, "revoke/"): clientPost("revokeToken", "Revoke one of your tokens (RFC 7009)",
@@ -368,7 +372,7 @@ func (h *Handler) gatewayPaths() obj {
 			tag, "TokenRequestToken",
 			obj{"200": jsonResponse("Revoked (or nothing to revoke).", dataEnvelope("token revoked", obj{"type": "null"}), nil)}, false),
 		subPath(h.TokenPath, "introspect/"): clientPost("introspectToken", "Introspect one of your tokens (RFC 7662)",
-			"Any token that is not an active token of the caller is `{\"active\": false}`.",
+			"Any token that is not an active token of the caller is `{\"active\": false}`; a client with `introspect any` sees every client's.",
 			tag, "TokenRequestToken",
 			obj{"200": jsonResponse("The token's state, in the envelope.", dataEnvelope("token introspection", ref("schemas", "Introspection")), nil)}, false),
 	}
@@ -390,7 +394,7 @@ func (h *Handler) gatewayPaths() obj {
 			id = fmt.Sprintf("serverMetadata%d", i)
 		}
 		paths[p] = obj{"get": obj{
-			"operationId": id, "summary": "Authorization server metadata (RFC 8414)", "tags": []string{rtag},
+			"operationId": id, "summary": metadataSummary(p), "tags": []string{rtag},
 			"responses": obj{
 				"200": jsonResponse("The metadata.", ref("schemas", "ServerMetadata"), metadataCacheHeaders(h.Issuer != "")),
 				"405": jsonResponse("Wrong method.", ref("schemas", "OAuthError"), obj{"Allow": header(true, "", "GET, HEAD")}),
@@ -518,4 +522,13 @@ func (h *Handler) addTags(doc obj) {
 		tags = append(tags, obj{"name": "Standard OAuth2", "description": "The same operations, answered in RFC form."})
 	}
 	doc["tags"] = tags
+}
+
+// metadataSummary names a metadata path in the document: RFC 8414's, or
+// OpenID Connect Discovery's path serving the same document.
+func metadataSummary(path string) string {
+	if strings.Contains(path, wellKnownOpenID) {
+		return "Authorization server metadata (RFC 8414) at OpenID Connect Discovery's path"
+	}
+	return "Authorization server metadata (RFC 8414)"
 }

@@ -93,6 +93,11 @@ type Handler struct {
 	// Clients are the integrators allowed to obtain tokens.
 	Clients []Client `json:"clients,omitempty"`
 
+	// AuthMethod is the client authentication method of every client that
+	// sets none: "basic", "post" or "both" (see Client.AuthMethod).
+	// Default: "both".
+	AuthMethod string `json:"auth_method,omitempty"`
+
 	// RequireParams are the parameters every request to a protected path
 	// must carry exactly once, non-empty, in the query string, a form body
 	// or a JSON body. Default: ["deviceid"].
@@ -216,6 +221,7 @@ type Handler struct {
 	clients map[string]*Client
 	managed *managedView // the clients managed through the admin API
 	scopes  []string     // the default scopes, parsed
+	auths   authMethods  // the default auth_method, parsed
 	ttl     time.Duration
 	logger  *zap.Logger
 	audit   auditLog

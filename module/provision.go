@@ -204,6 +204,10 @@ func (h *Handler) provisionDefaults() {
 // provisionClients expands placeholders in the clients' secret hashes,
 // parses them and indexes the clients by id.
 func (h *Handler) provisionClients() error {
+	var err error
+	if h.auths, err = parseAuthMethod(h.AuthMethod); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	h.clients = make(map[string]*Client, len(h.Clients))
 	for i := range h.Clients {
@@ -266,6 +270,15 @@ func (h *Handler) provisionClient(c *Client, repl *caddy.Replacer) error {
 		return fmt.Errorf("client %q: %w", c.ID, err)
 	}
 	c.policy = &p
+	c.auth = h.auths
+	if c.AuthMethod != "" {
+		if c.auth, err = parseAuthMethod(c.AuthMethod); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
+	}
+	if c.introspectAny, err = parseIntrospect(c.Introspect); err != nil {
+		return fmt.Errorf("client %q: %w", c.ID, err)
+	}
 	return nil
 }
 

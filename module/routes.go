@@ -157,12 +157,16 @@ func oauth2Paths(tokenPath string) (token, revoke, introspect string) {
 }
 
 // metadataPaths are where RFC 8414 §3 clients look: the well-known path,
-// with the issuer's path appended when it has one.
+// with the issuer's path appended when it has one; and where OpenID
+// Connect Discovery clients look: the same under openid-configuration, with
+// the issuer's path inserted (RFC 8414 §5) or in front (OpenID Connect
+// Discovery 1.0 §4).
 func metadataPaths(issuer string) []string {
-	paths := []string{wellKnownMetadata}
+	paths := []string{wellKnownMetadata, wellKnownOpenID}
 	if u, err := url.Parse(issuer); err == nil && strings.Trim(u.Path, "/") != "" {
 		p := strings.TrimSuffix(u.Path, "/")
-		paths = append(paths, wellKnownMetadata+p, wellKnownMetadata+p+"/")
+		paths = append(paths, wellKnownMetadata+p, wellKnownMetadata+p+"/",
+			wellKnownOpenID+p, wellKnownOpenID+p+"/", p+wellKnownOpenID)
 	}
 	return paths
 }

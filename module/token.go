@@ -79,9 +79,11 @@ func grantParams(p params) (tokenRequest, *apiError) {
 	case grantType != "client_credentials":
 		return req, oauthError(badRequest("unsupported grant_type: only client_credentials is supported"), "unsupported_grant_type")
 	}
-	scope, _, err := single("scope", p)
+	// An empty scope is an omitted one (RFC 6749 §3.3: the default grant);
+	// a repeated one is a repeated parameter, invalid_request (§3.2).
+	scope, err := optional("scope", p)
 	if err != nil {
-		return req, oauthError(badRequest(err.Error()), "invalid_scope")
+		return req, badRequest(err.Error())
 	}
 	req.scope = scope
 	return req, nil

@@ -1,17 +1,18 @@
 // Discovers outergate's RFC 8414 metadata and runs the client-credentials
 // grant with openid-client, then calls a device route with the token.
-// Usage: node client.mjs <issuer> <client_id> <client_secret> <device_url> [basic|post]
+// Usage: node client.mjs <issuer> <client_id> <client_secret> <device_url> [basic|post] [oauth2|oidc]
+// (oidc discovers through /.well-known/openid-configuration)
 // Prints one JSON line: {"token_type","expires_in","scope","device_status","device_code"}
 // or {"error": "...", "code": "..."} on a failure the server reported.
 import * as client from 'openid-client';
 
-const [issuer, clientId, clientSecret, deviceURL, method = 'post'] = process.argv.slice(2);
+const [issuer, clientId, clientSecret, deviceURL, method = 'post', algorithm = 'oauth2'] = process.argv.slice(2);
 const auth = method === 'basic' ? client.ClientSecretBasic(clientSecret) : client.ClientSecretPost(clientSecret);
 
 try {
   const config = await client.discovery(new URL(issuer), clientId, undefined, auth, {
     execute: [client.allowInsecureRequests],
-    algorithm: 'oauth2',
+    algorithm,
   });
   const tokens = await client.clientCredentialsGrant(config, { scope: 'read' });
   const res = await fetch(deviceURL, { headers: { Authorization: `Bearer ${tokens.access_token}` } });

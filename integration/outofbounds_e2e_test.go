@@ -114,6 +114,26 @@ func TestScopeRulesCoverEverySpelling(t *testing.T) {
 			refusedUnseen(t, g, up, rawRequest{method: "GET", target: target}, 401, 23021)
 		})
 	}
+	// Characters backends cut, trim or decode differently from Caddy's
+	// matcher (NUL, other controls, overlong UTF-8, invisible format
+	// characters): refused on every path, with a token or without.
+	for _, target := range []string{
+		"/outer/device%00/info/" + dev,
+		"/outer/device%00",
+		"/outer/device%09/info/" + dev,
+		"/outer/device%0a/info/" + dev,
+		"/outer/device%7f/info/" + dev,
+		"/outer/%c0%afdevice/info/" + dev,
+		"/outer/device%c0%ae/info/" + dev,
+		"/outer/device%ff/info/" + dev,
+		"/outer/device%e2%80%8b/info/" + dev,
+		"/elsewhere%00/x",
+	} {
+		t.Run("odd character "+target, func(t *testing.T) {
+			refusedUnseen(t, g, up, rawRequest{method: "GET", target: target}, 400, 23010)
+			refusedUnseen(t, g, up, rawRequest{method: "GET", target: target, headers: auth(appTok)}, 400, 23010)
+		})
+	}
 	// 8.3 short names cannot be folded without the backend's disk: refused.
 	for _, target := range []string{"/outer/DEVICE~1/info/" + dev, "/OUTER~1/device/info/" + dev, "/outer/device/ENDUSE~1/" + dev} {
 		t.Run("short name "+target, func(t *testing.T) {
@@ -348,6 +368,11 @@ func TestUninspectableBodiesRefused(t *testing.T) {
 			`","Client_ID":"`+rotID+`","client_secret":"`+appSecret+`"}`), 400, 23010},
 		{"token endpoint: JSON Grant_Type twice", tokenPost(jsonCTValue, `{"grant_type":"client_credentials","GRANT_TYPE":"password","client_id":"`+appID+
 			`","client_secret":"`+appSecret+`"}`), 400, 23010},
+		{"two Content-Type fields, form then JSON", put(`{"a":"&deviceid=`+legacy.DeviceOnline+`&","deviceid":"`+legacy.DeviceOffline+`"}`,
+			"Content-Type", formCT, "Content-Type", jsonCTValue), 400, 23010},
+		{"two Content-Type fields, both JSON", put(second, "Content-Type", jsonCTValue, "Content-Type", jsonCTValue), 400, 23010},
+		{"token endpoint: two Content-Type fields", tokenPost(formCT, "grant_type=client_credentials&client_id="+appID+"&client_secret="+appSecret,
+			"Content-Type", jsonCTValue), 400, 23010},
 		{"token endpoint: gzip body", tokenPost(formCT, gzipped(t, "grant_type=client_credentials&client_id="+appID+"&client_secret="+appSecret),
 			"Content-Encoding", "gzip"), 415, 23010},
 	} {

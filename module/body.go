@@ -45,6 +45,17 @@ func contentKind(contentType string) bodyKind {
 	return bodyOther
 }
 
+// repeatedContentType refuses a request with more than one Content-Type
+// field: outergate would read the body as the first says and a backend may
+// read it as the last says, so the checks would run on a reading the
+// backend does not share (RFC 9110 §8.3 makes the field a singleton).
+func repeatedContentType(h http.Header) *apiError {
+	if len(h.Values("Content-Type")) > 1 {
+		return badRequest("Content-Type given more than once")
+	}
+	return nil
+}
+
 // contentEncoded reports whether a body is sent with a Content-Encoding
 // (gzip, deflate, ...): outergate does not decode request bodies, so such a
 // body cannot be inspected. "identity" is no encoding.

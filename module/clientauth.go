@@ -52,6 +52,9 @@ func parseClientRequest[P any](r *http.Request, parse func(params) (P, *apiError
 			return req, badRequest("client credentials must not be sent in the query string")
 		}
 	}
+	if aerr := repeatedContentType(r.Header); aerr != nil {
+		return req, aerr
+	}
 	kind := contentKind(r.Header.Get("Content-Type"))
 	if kind == bodyOther {
 		return req, badRequest("unsupported content type: use application/x-www-form-urlencoded or application/json")

@@ -3,6 +3,8 @@ package outergate
 import (
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/net/http/httpguts"
@@ -39,7 +41,37 @@ func (g guard) check(r *http.Request) *apiError {
 	if caddyhttp.HasWindowsShortName(r.URL.Path) {
 		return badRequest("path component is a Windows short name")
 	}
+	if !plainPath(r.URL.Path) {
+		return badRequest("path holds a control, invisible or malformed character")
+	}
 	return nil
+}
+
+// plainPath reports whether the decoded path p is free of what backends
+// cut, trim or decode differently from Caddy's matcher, so that the path a
+// pattern saw is the path the backend routes: control characters (a C or
+// CGI backend ends the path at NUL; Java's String.trim removes everything
+// up to U+0020), invalid UTF-8 (overlong encodings of "/" and "." that old
+// decoders accept), and invisible format characters such as U+200B. Such a
+// path names no device route, so refusing it costs no real client.
+func plainPath(p string) bool {
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(p[i:])
+		if r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsControl(r) ||
+			(unicode.IsSpace(r) && r != ' ') {
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 // upgradeRequested reports whether r asks to switch protocols, and to

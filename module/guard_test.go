@@ -175,3 +175,29 @@ func TestTrailers(t *testing.T) {
 		})
 	}
 }
+
+func TestPlainPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		want       bool
+	}{
+		{"ordinary device path", "/outer/device/info/", true},
+		{"space and accented letter", "/outer/dévice x/", true},
+		{"NUL", "/outer/device\x00/info/", false},
+		{"tab", "/outer/device\t/info/", false},
+		{"line feed", "/outer/device\n/", false},
+		{"DEL", "/outer/device\x7f/", false},
+		{"C1 control", "/outer/device\u0085/", false},
+		{"overlong slash", "/outer/\xc0\xafdevice/", false},
+		{"lone continuation byte", "/outer/device\xff/", false},
+		{"zero-width space", "/outer/device\u200b/", false},
+		{"no-break space", "/outer/device\u00a0/", false},
+		{"byte order mark", "/\ufeffouter/device/", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := plainPath(tc.path); got != tc.want {
+				t.Errorf("plainPath(%q) = %v, want %v", tc.path, got, tc.want)
+			}
+		})
+	}
+}

@@ -241,6 +241,9 @@ func (p *protector) bodyParams(h http.Header, raw []byte) (params, *apiError) {
 	if len(raw) == 0 {
 		return params{}, nil
 	}
+	if aerr := repeatedContentType(h); aerr != nil {
+		return params{}, aerr
+	}
 	ct := h.Get("Content-Type")
 	if p.opaque(ct) {
 		return params{}, nil

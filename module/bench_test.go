@@ -572,12 +572,12 @@ func BenchmarkProtectedRequest(b *testing.B) {
 		body      []byte
 	}{
 		{name: "memory"},
-		{name: "memory/rate+quota", configure: limited},
-		{name: "memory/params=3", configure: func(h *Handler) { h.RequireParams = []string{"deviceid", "productid", "mac"} },
+		{name: "memory-limited", configure: limited},
+		{name: "memory-params3", configure: func(h *Handler) { h.RequireParams = []string{"deviceid", "productid", "mac"} },
 			target: benchDevicePath + "&productid=c33d3908-9752-11e6-9baf-00163e120d98&mac=agxhl0012ab"},
-		{name: "memory/json-body", method: http.MethodPost, target: "/outer/device/info/", body: jsonBody},
+		{name: "memory-json", method: http.MethodPost, target: "/outer/device/info/", body: jsonBody},
 		{name: "redis", redis: true},
-		{name: "redis/rate+quota", redis: true, configure: limited},
+		{name: "redis-limited", redis: true, configure: limited},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

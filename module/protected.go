@@ -55,9 +55,9 @@ func newScopeRules(ctx caddy.Context, rules []ScopeRule) ([]scopeRule, error) {
 }
 
 // serve checks the token, its scope and the required parameters, then
-// hands the request to next.
-func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rec, outcome, aerr, err := p.checkToken(r)
+// hands the request to next. rp is r's path as ServeHTTP cleaned it.
+func (p *protector) serve(w http.ResponseWriter, r *http.Request, rp *requestPath, next caddyhttp.Handler) error {
+	rec, outcome, aerr, err := p.checkToken(r, rp)
 	countValidation(outcome)
 	if err != nil {
 		return p.out.failure(w, storeFailed(p.logger, "loading token", err))
@@ -94,7 +94,7 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 // checkToken checks the request's Bearer token and its scope; outcome
 // names the result for the metrics.
-func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome validationOutcome, aerr *apiError, err error) {
+func (p *protector) checkToken(r *http.Request, rp *requestPath) (rec TokenRecord, outcome validationOutcome, aerr *apiError, err error) {
 	token, aerr := bearerToken(r)
 	if aerr != nil {
 		outcome = validationInvalid
@@ -125,7 +125,7 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 			break
 		}
 		rec.Scope = client.currentScope(rec.Scope)
-		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
+		if want := p.requiredScope(r, rp); !hasScope(rec.Scope, want) {
 			outcome, aerr = validationInsufficientScope, insufficientScope(want)
 		}
 	}
@@ -138,9 +138,9 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 
 // requiredScope is the scope a request to a protected path needs: that of
 // the first matching scope rule, else the method's.
-func (p *protector) requiredScope(r *http.Request) string {
+func (p *protector) requiredScope(r *http.Request, rp *requestPath) string {
 	for _, rule := range p.scopeRules {
-		if rule.paths.matches(r) {
+		if rule.paths.matchesPath(r, rp) {
 			return rule.scope
 		}
 	}

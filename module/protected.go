@@ -214,21 +214,20 @@ func (p *protector) checkParams(r *http.Request) *apiError {
 	if len(p.requireParams) == 0 {
 		return nil
 	}
-	query := params{}
-	if r.URL.RawQuery != "" {
-		q, err := parseFormParams(r.URL.RawQuery)
-		if err != nil {
-			return badRequest("malformed query string")
-		}
-		query = q
+	// The query string is scanned for the required names only
+	// (queryparams.go), with url.ParseQuery's refusals.
+	var buf [4]queryParam
+	query := buf[:0]
+	if len(p.requireParams) > len(buf) {
+		query = make([]queryParam, 0, len(p.requireParams))
 	}
-	for _, name := range p.requireParams {
-		_, found, err := single(name, query, body)
-		if err != nil {
-			return badRequest(err.Error())
-		}
-		if !found {
-			return badRequest(name + " is required")
+	query = query[:len(p.requireParams)]
+	if !scanQuery(r.URL.RawQuery, p.requireParams, query) {
+		return badRequest("malformed query string")
+	}
+	for i, name := range p.requireParams {
+		if aerr := requiredParam(name, query[i], body); aerr != nil {
+			return aerr
 		}
 	}
 	return nil

@@ -652,4 +652,73 @@ func BenchmarkProtectedRequest(b *testing.B) {
 			}
 		})
 	}
+	// The same with 64 requests at once (as integration/bench's wrk -c64),
+	// each goroutine with its own request; with Redis, round-trips/op
+	// counts what the store and the limiter send.
+	for _, c := range []struct {
+		name      string
+		redis     bool
+		configure func(h *Handler)
+	}{
+		{"memory-parallel", false, nil},
+		{"memory-limited-parallel", false, limited},
+		{"redis-parallel", true, nil},
+		{"redis-limited-parallel", true, limited},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			store := ""
+			if c.redis {
+				store = redisStore(b)
+			}
+			h := newBenchHandlerWith(b, "protected/"+c.name, func(h *Handler) {
+				if store != "" {
+					h.StoreRaw = json.RawMessage(store)
+				}
+				if c.configure != nil {
+					c.configure(h)
+				}
+			})
+			tok, err := randomSecret()
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
+				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
+			if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
+				b.Fatal(err)
+			}
+			rt := &roundTrips{}
+			if c.redis {
+				conn := h.store.(timedStore).Store.(*RedisStore).conn
+				conn.client.AddHook(rt)
+				deadline := time.Now().Add(5 * time.Second)
+				for !conn.cacheLive() {
+					if time.Now().After(deadline) {
+						b.Fatal("the invalidation subscription did not come up within 5s")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			auth := []string{"Bearer " + tok}
+			before := rt.n.Load()
+			b.SetParallelism(32) // 64 goroutines on 2 cores
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				r, _ := newRequest(http.MethodGet, benchDevicePath, nil)
+				w := &discardWriter{header: http.Header{}}
+				for pb.Next() {
+					r.Header["Authorization"] = auth
+					w.reset()
+					if err := h.ServeHTTP(w, r, upstreamOK); err != nil || w.status != http.StatusOK {
+						b.Errorf("ServeHTTP: status %d, error %v", w.status, err)
+						return
+					}
+				}
+			})
+			if c.redis {
+				b.ReportMetric(float64(rt.n.Load()-before)/float64(b.N), "round-trips/op")
+			}
+		})
+	}
 }

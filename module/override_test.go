@@ -194,4 +194,3 @@ func TestForeignCharset(t *testing.T) {
 		}
 	}
 }
-

@@ -150,6 +150,15 @@ func TestForeignCharsetRefused(t *testing.T) {
 			}
 		})
 	}
+	for _, path := range []string{"/oauth2/revoke", "/oauth2/introspect"} {
+		t.Run(path+": form ISO-8859-1", func(t *testing.T) {
+			body := url.Values{"token": {tok}, "client_id": {appID}, "client_secret": {appSecret}}.Encode()
+			r := g.sendRaw(t, rawRequest{method: "POST", target: path, headers: hdr("Content-Type", formCT+"; charset=ISO-8859-1"), body: body})
+			if r.status != 415 {
+				t.Errorf("answer %d %s, want 415", r.status, r.body)
+			}
+		})
+	}
 	// UTF-8 and US-ASCII, in any case and quoted, pass.
 	for _, ct := range []string{"application/json; charset=utf-8", `application/json; charset="UTF-8"`, "application/json; charset=US-ASCII"} {
 		t.Run("passes: "+ct, func(t *testing.T) {

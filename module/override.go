@@ -53,11 +53,11 @@ func overrideFold(name string) string {
 
 // isOverrideName reports whether a header or parameter name asks for a
 // method override.
-func isOverrideName(name string) bool {
+func isOverrideName[T string | []byte](name T) bool {
 	if !mentionsMethod(name) {
 		return false
 	}
-	folded := overrideFold(name)
+	folded := overrideFold(string(name))
 	for _, n := range overrideNames {
 		if folded == n {
 			return true
@@ -121,12 +121,7 @@ func overrideParam(r *http.Request) *apiError {
 	var scan func([]byte) (string, bool)
 	switch {
 	case mt == "application/x-www-form-urlencoded":
-		scan = func(b []byte) (string, bool) {
-			if !mentionsMethod(b) && bytes.IndexByte(b, '%') < 0 {
-				return "", false
-			}
-			return overrideInForm(string(b))
-		}
+		scan = overrideInForm[[]byte]
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		scan = overrideInJSON
 	case mt == "multipart/form-data":
@@ -149,25 +144,36 @@ func overrideParam(r *http.Request) *apiError {
 // or form body. Keys are split on '&' and on ';' (which Rack 2 also takes as
 // a separator), and percent-decoded ("%5Fmethod" is "_method"); a key that
 // does not decode is looked at as it is.
-func overrideInForm(s string) (string, bool) {
-	if s == "" || (!mentionsMethod(s) && strings.IndexByte(s, '%') < 0) {
-		return "", false
-	}
-	for s != "" {
-		var pair string
-		if i := strings.IndexAny(s, "&;"); i >= 0 {
-			pair, s = s[:i], s[i+1:]
-		} else {
-			pair, s = s, ""
+func overrideInForm[T string | []byte](s T) (string, bool) {
+	for len(s) > 0 {
+		end := 0
+		for end < len(s) && s[end] != '&' && s[end] != ';' {
+			end++
 		}
-		key, _, _ := strings.Cut(pair, "=")
-		if strings.ContainsAny(key, "%+") {
-			if k, err := url.QueryUnescape(key); err == nil {
-				key = k
+		pair := s[:end]
+		if end < len(s) {
+			end++
+		}
+		s = s[end:]
+		keyEnd := 0
+		escaped := false
+		for keyEnd < len(pair) && pair[keyEnd] != '=' {
+			escaped = escaped || pair[keyEnd] == '%' || pair[keyEnd] == '+'
+			keyEnd++
+		}
+		key := pair[:keyEnd]
+		if !escaped {
+			if isOverrideName(key) {
+				return string(key), true
 			}
+			continue
 		}
-		if isOverrideName(key) {
-			return key, true
+		k, err := url.QueryUnescape(string(key))
+		if err != nil {
+			k = string(key)
+		}
+		if isOverrideName(k) {
+			return k, true
 		}
 	}
 	return "", false

@@ -123,6 +123,10 @@ func TestForeignCharsetRefused(t *testing.T) {
 		{"JSON in UTF-16LE without a BOM", "application/json", utf16le(jsonBody)},
 		{"form ISO-8859-1", formCT + "; charset=ISO-8859-1", form},
 		{"form windows-1252", formCT + "; Charset=\"windows-1252\"", form},
+		// A parameter other than charset: Laravel reads a Content-Type
+		// holding "/json" anywhere as JSON.
+		{"form with x=\"/json\"", formCT + `; x="/json"`, form},
+		{"JSON with a boundary", "application/json; boundary=zz", jsonBody},
 	}
 	for _, m := range members {
 		t.Run("protected: "+m.name, func(t *testing.T) {
@@ -213,5 +217,35 @@ func TestRewriteHeadersRefused(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// TestMethodOverrideInOpaqueBodies: bodies opaque_body admits are handed on
+// unread, but an override in one a backend reads as a form, as JSON (any
+// Content-Type holding "json", as Laravel reads it) or as a multipart form
+// is refused all the same; a text body is not looked into.
+func TestMethodOverrideInOpaqueBodies(t *testing.T) {
+	g, up := outOfBounds(t, "\t\topaque_body text/plain multipart/form-data application/vnd.api+json\n")
+	readTok := g.issue(readerID, readerSecret)
+	target := "/outer/device/info/?deviceid=" + legacy.DeviceOnline
+	read := func(ct string) [][2]string { return hdr("Authorization", "Bearer "+readTok, "Content-Type", ct) }
+	multipart := "--zz\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nPUT\r\n--zz--\r\n"
+	for _, tc := range []struct{ name, ct, body string }{
+		{"vnd.api+json", "application/vnd.api+json", `{"_method":"PUT"}`},
+		{`text/plain; x="/json"`, `text/plain; x="/json"`, `{"_METHOD":"PUT"}`},
+		{"multipart _method field", "multipart/form-data; boundary=zz", multipart},
+		{"multipart RFC 2231 name", "multipart/form-data; boundary=zz", strings.Replace(multipart, `name="_method"`, `name*=UTF-8''%5Fmethod`, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusedUnseen(t, g, up, rawRequest{method: "GET", target: target, headers: read(tc.ct), body: tc.body}, 400, 23010)
+		})
+	}
+	t.Run("text/plain is not looked into", func(t *testing.T) {
+		before := len(up.backend.Requests())
+		r := g.sendRaw(t, rawRequest{method: "GET", target: target, headers: read("text/plain"), body: "_method=PUT"})
+		if r.status != 200 {
+			t.Fatalf("answer %d %s", r.status, r.body)
+		}
+		checkForwarded(t, up.backend.Requests()[before:], readerID, []string{readTok, readerSecret})
 	})
 }

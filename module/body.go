@@ -120,21 +120,26 @@ func textMediaType(contentType string) (mt string, ps map[string]string, ok bool
 // other than UTF-8 (or its subset US-ASCII): outergate reads it as UTF-8,
 // and a backend that honours the charset (Jackson, .NET, servlet forms)
 // would read other parameters out of the same bytes. The charset is
-// matched in any case, quoted or not.
+// matched in any case, quoted or not. Any other parameter is refused too:
+// none changes how a form or JSON body is read, but a backend that looks
+// for "/json" anywhere in the header (Laravel's isJson) would read
+// "application/x-www-form-urlencoded; x=/json" as JSON.
 func foreignCharset(contentType string) *apiError {
 	_, ps, ok := textMediaType(contentType)
 	if !ok {
 		return nil
 	}
-	cs, set := ps["charset"]
-	if !set {
-		return nil
+	for name, v := range ps {
+		if name != "charset" {
+			return unsupportedMedia("unsupported Content-Type parameter: a form or JSON body takes only charset")
+		}
+		switch strings.ToLower(v) {
+		case "utf-8", "utf8", "us-ascii":
+		default:
+			return unsupportedMedia("unsupported charset: send the body in UTF-8")
+		}
 	}
-	switch strings.ToLower(cs) {
-	case "utf-8", "utf8", "us-ascii":
-		return nil
-	}
-	return unsupportedMedia("unsupported charset: send the body in UTF-8")
+	return nil
 }
 
 // foreignEncoding refuses (415) a JSON body that starts with a byte order

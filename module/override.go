@@ -114,28 +114,36 @@ func overrideParam(r *http.Request) *apiError {
 	if !hasBody(r) {
 		return nil
 	}
-	mt, mparams, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil // refused by checkParams unless opaque_body admits any body
+	ct := r.Header.Get("Content-Type")
+	// Classified as leniently as the backends read it, since opaque_body
+	// may admit a Content-Type mime cannot parse: the media type is what
+	// comes before any ';' (PHP), and "json" anywhere makes a JSON body
+	// (Laravel's isJson looks for "/json" or "+json").
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	var scans []func([]byte) (string, bool)
+	if mt == "application/x-www-form-urlencoded" {
+		scans = append(scans, overrideInForm[[]byte])
 	}
-	var scan func([]byte) (string, bool)
-	switch {
-	case mt == "application/x-www-form-urlencoded":
-		scan = overrideInForm[[]byte]
-	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		scan = overrideInJSON
-	case mt == "multipart/form-data":
+	if mentionsJSON(ct) {
+		scans = append(scans, overrideInJSON)
+	}
+	if mt == "multipart/form-data" {
+		_, mparams, _ := mime.ParseMediaType(ct)
 		boundary := mparams["boundary"]
-		scan = func(b []byte) (string, bool) { return overrideInMultipart(b, boundary) }
-	default:
+		scans = append(scans, func(b []byte) (string, bool) { return overrideInMultipart(b, boundary) })
+	}
+	if len(scans) == 0 {
 		return nil
 	}
 	raw, aerr := forwardedBody(r)
 	if aerr != nil {
 		return aerr
 	}
-	if name, ok := scan(raw); ok {
-		return badRequest("method override parameter " + name + " is not allowed")
+	for _, scan := range scans {
+		if name, ok := scan(raw); ok {
+			return badRequest("method override parameter " + name + " is not allowed")
+		}
 	}
 	return nil
 }
@@ -223,4 +231,14 @@ func overrideInMultipart(b []byte, boundary string) (string, bool) {
 			return name, true
 		}
 	}
+}
+
+// mentionsJSON reports whether a Content-Type holds "json" in any case.
+func mentionsJSON(ct string) bool {
+	for i := 0; i+4 <= len(ct); i++ {
+		if strings.EqualFold(ct[i:i+4], "json") {
+			return true
+		}
+	}
+	return false
 }

@@ -121,6 +121,12 @@ func TestMethodOverrideParams(t *testing.T) {
 		{name: "opaque +json", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: "application/vnd.api+json", body: `{"_method":"DELETE"}`, opaque: []string{"application/vnd.api+json"}, status: 400},
 		{name: "opaque multipart", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: "multipart/form-data; boundary=zz",
 			body: "--zz\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--zz--\r\n", opaque: []string{"multipart/form-data"}, status: 400},
+		{name: "opaque text whose Content-Type says json", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: `text/plain; x="/json"`,
+			body: `{"_method":"DELETE"}`, opaque: []string{"text/plain"}, status: 400},
+		{name: "opaque any, form type mime cannot parse, JSON body", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: formType + "; x=/json",
+			body: `{"_method":"DELETE"}`, opaque: []string{"*"}, status: 400},
+		{name: "opaque any, form type mime cannot parse, form body", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: formType + "; x=/json",
+			body: `_method=DELETE`, opaque: []string{"*"}, status: 400},
 		{name: "opaque text", method: "POST", target: "/outer/device/unbind/?deviceid=d1", contentType: "text/plain", body: "_method=DELETE", opaque: []string{"text/plain"}, wantNext: true},
 		{name: "header in CGI spelling", method: "POST", target: "/outer/device/unbind/", contentType: formType, body: "deviceid=d1", status: 400},
 	} {
@@ -181,6 +187,9 @@ func TestForeignCharset(t *testing.T) {
 		{"application/json", "{\x00\"\x00", 415},   // UTF-16LE without a BOM
 		{"application/json", "\x00\x00\x00{", 415}, // UTF-32BE
 		{formType, "\xef\xbb\xbfa=b", 0},           // a form has no BOM rule
+		{formType + `; x="/json"`, "a=b", 415},     // Laravel would read it as JSON
+		{"application/json; boundary=zz", "{}", 415},
+		{"text/plain; x=/json", "{}", 0}, // not read as form or JSON by outergate (opaque_body's call)
 	} {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
 		r.Header.Set("Content-Type", tc.contentType)

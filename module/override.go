@@ -108,8 +108,8 @@ func methodOverride(h http.Header) *apiError {
 // read and put back (protector.checkParams); a body of another type is not
 // looked into.
 func overrideParam(r *http.Request) *apiError {
-	if name, ok := overrideInForm(r.URL.RawQuery); ok {
-		return badRequest("method override parameter " + name + " is not allowed")
+	if _, ok := overrideInForm(r.URL.RawQuery); ok {
+		return overrideRefused()
 	}
 	if !hasBody(r) {
 		return nil
@@ -141,11 +141,18 @@ func overrideParam(r *http.Request) *apiError {
 		return aerr
 	}
 	for _, scan := range scans {
-		if name, ok := scan(raw); ok {
-			return badRequest("method override parameter " + name + " is not allowed")
+		if _, ok := scan(raw); ok {
+			return overrideRefused()
 		}
 	}
 	return nil
+}
+
+// overrideRefused is the refusal of an override parameter. It does not
+// repeat the parameter's name: a client chose it (an array suffix may hold
+// anything), and the message goes to the audit log too.
+func overrideRefused() *apiError {
+	return badRequest("method override parameter (_method) is not allowed: send the real method")
 }
 
 // overrideInForm finds an override name among the keys of a query string

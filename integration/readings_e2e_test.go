@@ -249,3 +249,19 @@ func TestMethodOverrideInOpaqueBodies(t *testing.T) {
 		checkForwarded(t, up.backend.Requests()[before:], readerID, []string{readTok, readerSecret})
 	})
 }
+
+// TestAllowedUnderscoreHeadersRefused: when the server's
+// expected_underscore_headers lets the CGI spellings through to the
+// handlers, outergate refuses them like the dash spellings (PHP reads
+// X_HTTP_METHOD_OVERRIDE as the override and X_ORIGINAL_URL as the path).
+func TestAllowedUnderscoreHeadersRefused(t *testing.T) {
+	up := &upgradeUpstream{backend: legacy.New(legacy.Options{})}
+	g := startGateway(t, gatewayConfig{Upstream: newUpstream(t, up),
+		Global: "servers {\n\t\texpected_underscore_headers X_HTTP_METHOD_OVERRIDE X_Original_URL\n\t}"})
+	readTok := g.issue(readerID, readerSecret)
+	info := "/outer/device/info/?deviceid=" + legacy.DeviceOnline
+	refusedUnseen(t, g, up, rawRequest{method: "GET", target: info,
+		headers: hdr("Authorization", "Bearer "+readTok, "X_HTTP_METHOD_OVERRIDE", "PUT")}, 400, 23010)
+	refusedUnseen(t, g, up, rawRequest{method: "GET", target: "/elsewhere",
+		headers: hdr("X_Original_URL", "/outer/device/endusers/")}, 400, 23010)
+}

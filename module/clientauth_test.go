@@ -278,14 +278,14 @@ func TestUnknownIDCountersAreBounded(t *testing.T) {
 	}
 }
 
-// TestThrottleClaimWaitEnds: while claims of attempts still being checked
-// fill the limit, a request waits up to claimWait, then gets 429 with
-// Retry-After: 1 (not the window's end: no failure was counted).
+// TestThrottleClaimWaitEnds: while the places of attempts still being
+// checked fill the limit, a request waits up to claimWait, then gets 429
+// with Retry-After: 1 (not the window's end: no failure was counted).
 func TestThrottleClaimWaitEnds(t *testing.T) {
 	h := newTestHandler(t, func(h *Handler) { h.ThrottleFailures, h.ThrottleWindow = 2, 60_000_000_000 })
-	ms, _ := memoryStoreOf(h)
+	ctx := context.Background()
 	for i := 0; i < 2; i++ { // two attempts "being checked" that never finish
-		if ok, _, _, err := ms.Reserve(context.Background(), "ip:"+testClientIP, 2, time.Minute); err != nil || !ok {
+		if aerr := h.auth.byAddress.claim(ctx, "ip:"+testClientIP); aerr != nil {
 			t.Fatal("could not hold a claim")
 		}
 	}
@@ -298,7 +298,7 @@ func TestThrottleClaimWaitEnds(t *testing.T) {
 	t.Logf("refused after %v", time.Since(start))
 	// Once they are given back, the right secret gets its token.
 	for i := 0; i < 2; i++ {
-		_ = ms.Release(context.Background(), "ip:"+testClientIP, false, false, time.Minute)
+		h.auth.byAddress.done("ip:" + testClientIP)
 	}
 	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret), ip: testClientIP}).do(t, h); rec.Code != 200 {
 		t.Fatalf("after the claims were released: %d %s", rec.Code, rec.Body)

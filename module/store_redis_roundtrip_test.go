@@ -180,3 +180,38 @@ func TestRedisIssueRoundTripsCluster(t *testing.T) {
 		t.Fatalf("index holds %d entries after a locked-out issuance, %d before", after, before)
 	}
 }
+
+// TestRedisLockedAddressRefusedEarly: the first request from a locked
+// address asks Redis (one round trip) and gets 429; the instance then
+// refuses that address without a round trip, right secret or not, until
+// the window ends.
+func TestRedisLockedAddressRefusedEarly(t *testing.T) {
+	rd := redistest.Start(t)
+	h, c, rt := redisTestIssuer(t, `"url":"`+rd.URL()+`"`, 0)
+	redisTestIssue(t, h)
+	lock := h.auth.byAddress.lockout("ip:" + testClientIP)
+	for range lock.Max {
+		if _, err := c.countFailures(t.Context(), []Lockout{lock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, secret := range []string{testClientSecret, testClientSecret, "wrong", testClientSecret} {
+		before := rt.n.Load()
+		rec := tokenCall{body: formCreds(testClientID, secret), ip: testClientIP}.do(t, h)
+		checkErrorEnvelope(t, rec, http.StatusTooManyRequests, CodeTooManyFailures)
+		if rec.Header().Get("Retry-After") == "" {
+			t.Fatalf("request %d: 429 without Retry-After", i)
+		}
+		want := int64(0)
+		if i == 0 {
+			want = 1
+		}
+		if got := rt.n.Load() - before; got != want {
+			t.Fatalf("request %d from a locked address: %d round trips, want %d", i, got, want)
+		}
+	}
+	// Another address is not refused.
+	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret), ip: "198.51.100.77"}).do(t, h); rec.Code != http.StatusOK {
+		t.Fatalf("another address: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -214,7 +214,7 @@ func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *
 		return none, aerr, err
 	}
 	clientKey := lockKey(a.clients, req.clientID)
-	var locks []Lockout
+	locks := make([]Lockout, 0, 2)
 	if !a.byAddress.off {
 		locks = append(locks, a.byAddress.lockout(ipKey))
 	}

@@ -45,7 +45,7 @@ const attemptKeys = 10_000
 // asks the store, whose answer is the one that counts.
 type attempts struct {
 	mu   sync.Mutex
-	keys map[string]*attempt
+	keys map[string]attempt // by value: a claim allocates nothing
 }
 
 type attempt struct {
@@ -54,7 +54,7 @@ type attempt struct {
 	end      time.Time
 }
 
-func newAttempts() *attempts { return &attempts{keys: make(map[string]*attempt)} }
+func newAttempts() *attempts { return &attempts{keys: make(map[string]attempt)} }
 
 // lockout names the throttle's counter under key for the store.
 func (t throttle) lockout(key string) Lockout {
@@ -78,7 +78,7 @@ func (t throttle) early(key string) *apiError {
 	a := t.attempts
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s := a.keys[key]; s != nil {
+	if s, ok := a.keys[key]; ok {
 		if wait := time.Until(s.end); wait > 0 && s.failures >= t.max {
 			return tooManyFailures(wait)
 		}
@@ -120,13 +120,9 @@ func (t throttle) tryClaim(key string) (bool, *apiError) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	s := a.keys[key]
-	if s == nil {
-		if len(a.keys) >= attemptKeys {
-			a.sweep(t.max, now)
-		}
-		s = &attempt{}
-		a.keys[key] = s
+	s, ok := a.keys[key]
+	if !ok && len(a.keys) >= attemptKeys {
+		a.sweep(t.max, now)
 	}
 	if !s.end.After(now) {
 		s.failures = 0
@@ -138,6 +134,7 @@ func (t throttle) tryClaim(key string) (bool, *apiError) {
 		return false, nil
 	}
 	s.held++
+	a.keys[key] = s
 	return true, nil
 }
 
@@ -149,12 +146,14 @@ func (t throttle) done(key string) {
 	a := t.attempts
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s := a.keys[key]; s != nil {
+	if s, ok := a.keys[key]; ok {
 		if s.held > 0 {
 			s.held--
 		}
 		if s.held == 0 && (s.failures == 0 || !s.end.After(time.Now())) {
 			delete(a.keys, key)
+		} else {
+			a.keys[key] = s
 		}
 	}
 }
@@ -169,8 +168,8 @@ func (t throttle) learn(key string, n int, end time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	s := a.keys[key]
-	if s == nil {
+	s, ok := a.keys[key]
+	if !ok {
 		if n == 0 || !end.After(now) {
 			return
 		}
@@ -179,13 +178,13 @@ func (t throttle) learn(key string, n int, end time.Time) {
 				return // the store keeps answering for it
 			}
 		}
-		s = &attempt{}
-		a.keys[key] = s
 	}
 	s.failures, s.end = n, end
 	if s.held == 0 && n == 0 {
 		delete(a.keys, key)
+		return
 	}
+	a.keys[key] = s
 }
 
 // sweep drops keys with no check in flight that are not known locked,

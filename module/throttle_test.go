@@ -24,7 +24,7 @@ func TestAttemptsBounded(t *testing.T) {
 	if n := len(th.attempts.keys); n > attemptKeys {
 		t.Fatalf("%d keys remembered, want at most %d", n, attemptKeys)
 	}
-	if th.attempts.keys["held"] == nil {
+	if _, ok := th.attempts.keys["held"]; !ok {
 		t.Fatal("a key with a check in flight was dropped")
 	}
 	locked := 0
@@ -37,7 +37,7 @@ func TestAttemptsBounded(t *testing.T) {
 		t.Fatalf("%d of %d remembered keys locked; the unlocked ones should go first", locked, len(th.attempts.keys))
 	}
 	th.done("held")
-	if th.attempts.keys["held"] != nil {
+	if _, ok := th.attempts.keys["held"]; ok {
 		t.Fatal("a key with nothing left is kept")
 	}
 }

@@ -89,6 +89,10 @@ func readBody(r *http.Request) ([]byte, *apiError) {
 	if r.ContentLength > maxBodyBytes {
 		return nil, tooLarge(r)
 	}
+	ct := r.Header.Get("Content-Type")
+	if aerr := foreignCharset(ct); aerr != nil {
+		return nil, aerr
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		return nil, badRequest("could not read the request body")
@@ -96,7 +100,63 @@ func readBody(r *http.Request) ([]byte, *apiError) {
 	if len(body) > maxBodyBytes {
 		return nil, tooLarge(r)
 	}
+	if aerr := foreignEncoding(ct, body); aerr != nil {
+		return nil, aerr
+	}
 	return body, nil
+}
+
+// textMediaType returns the media type and parameters of a form or JSON
+// (application/json, any +json type) Content-Type; ok is false for others.
+func textMediaType(contentType string) (mt string, ps map[string]string, ok bool) {
+	mt, ps, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", nil, false
+	}
+	return mt, ps, mt == "application/x-www-form-urlencoded" || mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// foreignCharset refuses (415) a form or JSON body declared in a charset
+// other than UTF-8 (or its subset US-ASCII): outergate reads it as UTF-8,
+// and a backend that honours the charset (Jackson, .NET, servlet forms)
+// would read other parameters out of the same bytes. The charset is
+// matched in any case, quoted or not. Any other parameter is refused too:
+// none changes how a form or JSON body is read, but a backend that looks
+// for "/json" anywhere in the header (Laravel's isJson) would read
+// "application/x-www-form-urlencoded; x=/json" as JSON.
+func foreignCharset(contentType string) *apiError {
+	_, ps, ok := textMediaType(contentType)
+	if !ok {
+		return nil
+	}
+	for name, v := range ps {
+		if name != "charset" {
+			return unsupportedMedia("unsupported Content-Type parameter: a form or JSON body takes only charset")
+		}
+		switch strings.ToLower(v) {
+		case "utf-8", "utf8", "us-ascii":
+		default:
+			return unsupportedMedia("unsupported charset: send the body in UTF-8")
+		}
+	}
+	return nil
+}
+
+// foreignEncoding refuses (415) a JSON body that starts with a byte order
+// mark or in UTF-16 or UTF-32 (a NUL among its first four bytes, RFC 4627
+// §3): Go's decoder reads it as malformed UTF-8 where Jackson and .NET
+// detect the encoding and read it whole.
+func foreignEncoding(contentType string, body []byte) *apiError {
+	mt, _, ok := textMediaType(contentType)
+	if !ok || mt == "application/x-www-form-urlencoded" {
+		return nil
+	}
+	head := body[:min(len(body), 4)]
+	if bytes.HasPrefix(head, []byte{0xef, 0xbb, 0xbf}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}) ||
+		bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.IndexByte(head, 0) >= 0 {
+		return unsupportedMedia("a JSON body must be UTF-8, without a byte order mark")
+	}
+	return nil
 }
 
 func tooLarge(r *http.Request) *apiError {
@@ -107,11 +167,34 @@ func tooLarge(r *http.Request) *apiError {
 
 // restoreBody puts a body that was read back on the request, byte for byte.
 func restoreBody(r *http.Request, body []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body = &restoredBody{Reader: bytes.NewReader(body), raw: body}
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(body)), nil
 	}
+}
+
+// restoredBody is a body read whole and put back: it keeps the bytes, so
+// that a later check (overrideParam) reads them without a copy.
+type restoredBody struct {
+	*bytes.Reader
+	raw []byte
+}
+
+func (*restoredBody) Close() error { return nil }
+
+// forwardedBody returns the body a request will be forwarded with, reading
+// it whole (and putting it back) unless restoreBody already holds it.
+func forwardedBody(r *http.Request) ([]byte, *apiError) {
+	if b, ok := r.Body.(*restoredBody); ok && b.Len() == len(b.raw) {
+		return b.raw, nil
+	}
+	raw, aerr := readBody(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	restoreBody(r, raw)
+	return raw, nil
 }
 
 // params are request parameters by name, as a form or a JSON object gives

@@ -12,10 +12,11 @@ import (
 
 // This file holds the checks every request that may reach the next handler
 // (reverse_proxy) goes through, on protected paths and all others alike:
-// protocol upgrades and Windows 8.3 short names, both of which would let a
-// request past the gateway's view of it. The endpoints outergate answers
-// itself (token, revocation, introspection, metadata, portal) never relay
-// a request, so they are not guarded: an Upgrade there is ignored.
+// protocol upgrades, path rewrite headers and Windows 8.3 short names, all
+// of which would let a request past the gateway's view of it. The
+// endpoints outergate answers itself (token, revocation, introspection,
+// metadata, portal) never relay a request, so they are not guarded: an
+// Upgrade there is ignored.
 
 // guard refuses what the rest of the handler cannot see through.
 // Provision builds it once.
@@ -38,6 +39,9 @@ func (g guard) check(r *http.Request) *apiError {
 			return badRequest("protocol upgrade not allowed")
 		}
 	}
+	if name, ok := rewriteHeader(r.Header); ok {
+		return badRequest(name + " is not allowed")
+	}
 	if caddyhttp.HasWindowsShortName(r.URL.Path) {
 		return badRequest("path component is a Windows short name")
 	}
@@ -45,6 +49,27 @@ func (g guard) check(r *http.Request) *apiError {
 		return badRequest("path holds a control, invisible or malformed character")
 	}
 	return nil
+}
+
+// rewriteHeaders name the request's "real" path to some backends: Symfony
+// (before 4), Zend and Laminas, and ASP.NET behind IIS URL Rewrite route by
+// X-Original-URL or X-Rewrite-URL instead of the request line, so a request
+// for an unprotected path, or one a scope rule does not cover, would reach
+// a device route the gateway never checked. A client has no business
+// sending them, so they are refused in every spelling (headers.go's
+// folding: CGI and PHP read X_Original_URL as X-Original-URL).
+var rewriteHeaders = [...]string{"x-original-url", "x-rewrite-url"}
+
+// rewriteHeader returns the name of a path rewrite header r carries.
+func rewriteHeader(h http.Header) (string, bool) {
+	for name := range h {
+		for _, key := range rewriteHeaders {
+			if sameHeaderName(name, key) {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // plainPath reports whether the decoded path p is free of what backends

@@ -53,6 +53,14 @@ func TestGuard(t *testing.T) {
 		{name: "8.3 short name with an extension", target: "/outer/device/ENDUSE~1.JSO?deviceid=d1", token: true, status: 400},
 		{name: "8.3 short name on an unprotected path", target: "/files/PROGRA~2/x", status: 400},
 		{name: "a tilde that is no short name", target: "/~user/page", wantNext: true},
+		{name: "X-Original-URL on an unprotected path", target: "/elsewhere",
+			header: http.Header{"X-Original-Url": {"/outer/device/info/?deviceid=d1"}}, status: 400},
+		{name: "X-Rewrite-URL on a protected path with a token", target: deviceInfo, token: true,
+			header: http.Header{"X-Rewrite-Url": {"/outer/device/endusers/"}}, status: 400},
+		{name: "X_ORIGINAL_URL (the CGI spelling)", target: "/elsewhere",
+			header: http.Header{"X_original_url": {"/outer/device/info/"}}, status: 400},
+		{name: "X-Original-URI is no rewrite header", target: "/elsewhere",
+			header: http.Header{"X-Original-Uri": {"/x"}}, wantNext: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newTestHandler(t, tc.configure)

@@ -334,7 +334,7 @@ func clientErrors(rfc bool) obj {
 			obj{"WWW-Authenticate": header(false, "Sent when HTTP Basic was used.", basicChallenge)}),
 		"405": jsonResponse("Wrong method (23010).", body(CodeBadRequest), allowPost()),
 		"413": jsonResponse("Body over 64 KiB (23010).", body(CodeBadRequest), nil),
-		"415": jsonResponse("Body with a Content-Encoding (23010): request bodies are not decoded.", body(CodeBadRequest), nil),
+		"415": jsonResponse("Body with a Content-Encoding (23010): request bodies are not decoded; or in a charset other than UTF-8 or with a Content-Type parameter other than charset, or (JSON) with a byte order mark.", body(CodeBadRequest), nil),
 		"429": jsonResponse("Too many failed client authentications from this address or for this client (23029).", body(CodeTooManyFailures), retryAfter()),
 		"503": jsonResponse("Token store unavailable (23090).", body(CodeInternal), nil),
 	}
@@ -461,13 +461,13 @@ func (h *Handler) secureBackendItem(item obj) {
 	bearerChallenge := header(true, `Bearer realm="outer", with error="invalid_token" when a token was sent.`, "")
 	gateway := obj{
 		"400": jsonResponse("Bad parameters (23010), e.g. "+strings.Join(h.RequireParams, ", ")+" missing, empty or repeated (JSON keys differing only in case are one parameter); "+
-			"a method override header or trailer; a protocol upgrade not allowed (allow_websocket); a path component that is a Windows 8.3 short name.", errorEnvelope(CodeBadRequest), nil),
+			"a method override header, trailer or parameter (_method); a path rewrite header (X-Original-URL, X-Rewrite-URL); a protocol upgrade not allowed (allow_websocket); a path component that is a Windows 8.3 short name.", errorEnvelope(CodeBadRequest), nil),
 		"401": jsonResponse("Access token missing, malformed, unknown, expired or revoked (23021).", errorEnvelope(CodeInvalidToken),
 			obj{"WWW-Authenticate": bearerChallenge}),
 		"403": jsonResponse("The token lacks the scope (23022), or the device is disabled (23031).", errorEnvelope(CodeInsufficientScope, CodeDeviceDisabled), nil),
 		"404": jsonResponse("Device id error (23030).", errorEnvelope(CodeDeviceIDError), nil),
 		"413": jsonResponse("Body over 64 KiB (23010).", errorEnvelope(CodeBadRequest), nil),
-		"415": jsonResponse("A body the gateway cannot inspect (23010): no Content-Type, a media type other than form or JSON, or a Content-Encoding, unless opaque_body admits it.", errorEnvelope(CodeBadRequest), nil),
+		"415": jsonResponse("A body the gateway cannot inspect (23010): no Content-Type, a media type other than form or JSON, or a Content-Encoding, unless opaque_body admits it; a form or JSON body in a charset other than UTF-8 or with a Content-Type parameter other than charset, or a JSON body with a byte order mark.", errorEnvelope(CodeBadRequest), nil),
 		"429": jsonResponse("A client's rate limit, quota or in-flight cap was reached (23029); nothing was forwarded.", errorEnvelope(CodeTooManyFailures),
 			obj{"Retry-After": header(true, "Whole seconds until the next request would pass.", "")}),
 		"4XX": jsonResponse("Any other client error of the backend, kept with its status (23010, or the backend envelope's own code).", errorEnvelope(), nil),

@@ -83,6 +83,10 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 		p.audit.refusal(r, "parameters refused", aerr, zap.String("client_id", rec.ClientID))
 		return p.out.failure(w, aerr)
 	}
+	if aerr := overrideParam(r); aerr != nil {
+		p.audit.refusal(r, "method override refused", aerr, zap.String("client_id", rec.ClientID))
+		return p.out.failure(w, aerr)
+	}
 
 	r.Header.Del("Authorization")
 	r.Header.Set(p.identityHeader, rec.ClientID)
@@ -167,21 +171,6 @@ func hasScope(scope, want string) bool {
 		}
 	}
 	return false
-}
-
-// methodOverrideHeaders make some backends (Rails, Express, Spring,
-// ASP.NET) run another method than the one the scope check saw.
-var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
-
-// methodOverride refuses a request that asks the upstream to change its
-// method, so that a read-only token cannot write.
-func methodOverride(h http.Header) *apiError {
-	for _, name := range methodOverrideHeaders {
-		if _, ok := h[name]; ok {
-			return badRequest(name + " is not allowed")
-		}
-	}
-	return nil
 }
 
 // checkParams reads a request body whole (limit 64 KiB, 413 past it) and

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -22,9 +23,10 @@ type clientAuth struct {
 	clients   map[string]*Client
 	managed   *managedView // clients managed through the admin API
 	decoy     secretVerifier
-	cost      failureCost // what every failed check pays
-	byAddress throttle    // failures per client address
-	byClient  throttle    // consecutive failures per configured client id
+	cost      failureCost  // what every failed check pays
+	byAddress throttle     // failures per client address
+	byClient  throttle     // consecutive failures per configured client id
+	failures  FailureStore // where both throttles count
 	audit     auditLog
 }
 
@@ -160,73 +162,204 @@ func authorizationHeader(h http.Header) (string, int) {
 }
 
 // authenticated is a client whose secret was checked, with the parameters
-// of its request.
+// of its request. locks are the lockouts the success must still pass
+// (Admit, or Save with them), which authenticateClient already did and
+// checkClient leaves to its caller.
 type authenticated[P any] struct {
 	client  *Client
 	binding string // of the secret hash that matched (binding.go)
 	params  P
+	locks   []Lockout
 }
 
 // authenticateClient runs what every client-authenticated endpoint shares:
-// the per-address throttle, parsing (parse reads the endpoint's own
-// parameters), the per-client lockout, the secret check, and counting
-// failures. aerr is the client's mistake; err is a store failure.
+// the early refusal of a locked address, parsing (parse reads the
+// endpoint's own parameters), the secret check and the lockouts. aerr is
+// the client's mistake; err is a store failure.
 func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *apiError)) (authenticated[P], *apiError, error) {
+	req, aerr, err := checkClient(a, r, parse)
+	if err != nil || aerr != nil {
+		return req, aerr, err
+	}
+	if aerr, err := a.admit(r, req.locks); err != nil || aerr != nil {
+		return authenticated[P]{}, aerr, err
+	}
+	return req, nil, nil
+}
+
+// checkClient is authenticateClient up to a right secret, for an
+// operation that writes on success: the lockouts in req.locks are checked
+// by that write (Save with them, then a.saved), so that a success is one
+// step of the store. Any other answer the operation gives a checked client
+// must pass a.admit first: a locked-out key gets 429 whatever the
+// credentials.
+//
+// The secret is checked first, locally; a failure is then counted on both
+// keys in one step whose counts decide the answer (401 while within the
+// limits, else 429), so that however many guesses arrive at once, at most
+// max per window and key get an answer that says anything. Each instance
+// refuses at once a key the store said is locked, and runs at most max
+// checks at once per key (throttle.claim).
+func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *apiError)) (authenticated[P], *apiError, error) {
 	var none authenticated[P]
 	ctx := r.Context()
 	ipKey := "ip:" + clientIP(r)
-	if _, aerr, err := a.byAddress.check(ctx, ipKey); err != nil || aerr != nil {
+	if aerr := a.byAddress.early(ipKey); aerr != nil {
 		a.audit.refusal(r, "client request throttled", aerr)
-		return none, aerr, err
+		return none, aerr, nil
 	}
 	req, aerr := parseClientRequest(r, parse)
 	if aerr != nil {
-		a.audit.refusal(r, "client request refused", aerr)
-		if aerr.code == CodeClientAuthFailed {
-			if err := a.byAddress.count(ctx, ipKey); err != nil {
-				return none, nil, err
-			}
-		}
+		aerr, err := a.refused(r, ipKey, aerr)
+		return none, aerr, err
+	}
+	clientKey := lockKey(a.clients, req.clientID)
+	locks := make([]Lockout, 0, 2)
+	if !a.byAddress.off {
+		locks = append(locks, a.byAddress.lockout(ipKey))
+	}
+	if !a.byClient.off {
+		locks = append(locks, a.byClient.lockout(clientKey))
+	}
+	// Both throttles give this attempt a place before the secret is
+	// checked, so that a burst cannot run more checks on this instance
+	// than the limits leave. Unknown ids are locked out like configured ones.
+	if aerr := a.byAddress.claim(ctx, ipKey); aerr != nil {
+		a.audit.refusal(r, "client request throttled", aerr)
 		return none, aerr, nil
 	}
-	// Both throttles claim this attempt before the secret is checked, so
-	// that concurrent attempts cannot all pass a check made before any of
-	// them failed. Unknown ids are locked out like configured ones.
-	clientKey := lockKey(a.clients, req.clientID)
-	if aerr, err := a.byAddress.reserve(ctx, ipKey); err != nil || aerr != nil {
-		a.audit.refusal(r, "client request throttled", aerr)
-		return none, aerr, err
-	}
-	if aerr, err := a.byClient.reserve(ctx, clientKey); err != nil || aerr != nil {
-		if rerr := a.byAddress.release(ctx, ipKey, false); rerr != nil && err == nil {
-			err = rerr
-		}
+	if aerr := a.byClient.claim(ctx, clientKey); aerr != nil {
+		a.byAddress.done(ipKey)
 		a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
-		return none, aerr, err
+		return none, aerr, nil
 	}
 	client, binding, ok := a.verify(req.clientID, req.clientSecret)
-	err := a.byAddress.release(ctx, ipKey, !ok)
-	if cerr := a.byClient.release(ctx, clientKey, !ok); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return none, nil, err
-	}
 	if !ok {
-		aerr := clientAuthFailed(req.basic)
-		a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
+		aerr, err := a.failed(r, locks, clientAuthFailed(req.basic))
+		a.byAddress.done(ipKey)
+		a.byClient.done(clientKey)
+		if err != nil {
+			return none, nil, err
+		}
+		if aerr.status == http.StatusTooManyRequests {
+			a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
+		} else {
+			a.audit.refusal(r, "client authentication failed", aerr, a.claimedClient(req.clientID))
+		}
 		return none, aerr, nil
 	}
+	a.byAddress.done(ipKey)
+	a.byClient.done(clientKey)
 	if !client.auth.allows(req.basic) {
 		// The secret was right, so this is no guess and is not counted;
 		// the answer is a wrong secret's (RFC 6749 §5.2: an unsupported
-		// authentication method is invalid_client).
+		// authentication method is invalid_client), or 429 if locked.
+		if aerr, err := a.admit(r, locks); err != nil || aerr != nil {
+			return none, aerr, err
+		}
 		aerr := clientAuthFailed(req.basic)
 		a.audit.refusal(r, "client authentication method not allowed", aerr, zap.String("client_id", client.ID),
 			zap.Bool("basic", req.basic))
 		return none, aerr, nil
 	}
-	return authenticated[P]{client: client, binding: binding, params: req.params}, nil, nil
+	return authenticated[P]{client: client, binding: binding, params: req.params, locks: locks}, nil, nil
+}
+
+// refused answers a request that could not be parsed: a missing secret
+// counts as a failed authentication of the address; any other mistake is
+// answered as such unless the address is locked out (asked of the store:
+// a locked address gets 429 whatever it sends).
+func (a *clientAuth) refused(r *http.Request, ipKey string, aerr *apiError) (*apiError, error) {
+	if a.byAddress.off {
+		a.audit.refusal(r, "client request refused", aerr)
+		return aerr, nil
+	}
+	if aerr.code == CodeClientAuthFailed {
+		answer, err := a.failed(r, []Lockout{a.byAddress.lockout(ipKey)}, aerr)
+		if err != nil {
+			return nil, err
+		}
+		a.audit.refusal(r, "client request refused", answer)
+		return answer, nil
+	}
+	n, end, err := a.failures.Failures(r.Context(), ipKey)
+	if err != nil {
+		return nil, err
+	}
+	if wait := time.Until(end); n >= a.byAddress.max && wait > 0 {
+		a.byAddress.learn(ipKey, n, end)
+		aerr = tooManyFailures(wait)
+	}
+	a.audit.refusal(r, "client request refused", aerr)
+	return aerr, nil
+}
+
+// failed counts a failed authentication under locks and returns its
+// answer: aerr while every count is within its limit, else 429 until the
+// window of the counter past it ends.
+func (a *clientAuth) failed(r *http.Request, locks []Lockout, aerr *apiError) (*apiError, error) {
+	if len(locks) == 0 {
+		return aerr, nil
+	}
+	counts, err := a.failures.CountFailures(r.Context(), locks...)
+	if err != nil {
+		return nil, err
+	}
+	var until time.Time
+	for i, l := range locks {
+		if i >= len(counts) {
+			break
+		}
+		a.throttleOf(l.Key).learn(l.Key, counts[i].N, counts[i].End)
+		if counts[i].N > l.Max && counts[i].End.After(until) {
+			until = counts[i].End
+		}
+	}
+	if !until.IsZero() {
+		return tooManyFailures(time.Until(until)), nil
+	}
+	return aerr, nil
+}
+
+// admit passes a checked client's success through its lockouts (one step
+// of the store): 429 if one is locked, else nil, the failures of the
+// consecutive-failure lockout forgotten.
+func (a *clientAuth) admit(r *http.Request, locks []Lockout) (*apiError, error) {
+	if len(locks) == 0 {
+		return nil, nil
+	}
+	return a.saved(r, locks, a.failures.Admit(r.Context(), locks...))
+}
+
+// saved turns the answer of Admit, or of Save with the lockouts, into the
+// request's: 429 if a lockout was at its limit (learned, so that this
+// instance refuses the key early from then on), err if the store failed,
+// else nil.
+func (a *clientAuth) saved(r *http.Request, locks []Lockout, err error) (*apiError, error) {
+	if l, ok := lockedOut(err); ok {
+		t := a.throttleOf(l.Key)
+		t.learn(l.Key, t.max, l.Until)
+		aerr := tooManyFailures(time.Until(l.Until))
+		a.audit.refusal(r, "client request throttled", aerr)
+		return aerr, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locks {
+		if l.Reset {
+			a.throttleOf(l.Key).learn(l.Key, 0, time.Time{})
+		}
+	}
+	return nil, nil
+}
+
+// throttleOf is the throttle whose counter key is.
+func (a *clientAuth) throttleOf(key string) throttle {
+	if strings.HasPrefix(key, "ip:") {
+		return a.byAddress
+	}
+	return a.byClient
 }
 
 // lockKey names the per-client lockout counter of a client id: the id

@@ -2,8 +2,10 @@ package outergate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -278,14 +280,14 @@ func TestUnknownIDCountersAreBounded(t *testing.T) {
 	}
 }
 
-// TestThrottleClaimWaitEnds: while claims of attempts still being checked
-// fill the limit, a request waits up to claimWait, then gets 429 with
-// Retry-After: 1 (not the window's end: no failure was counted).
+// TestThrottleClaimWaitEnds: while the places of attempts still being
+// checked fill the limit, a request waits up to claimWait, then gets 429
+// with Retry-After: 1 (not the window's end: no failure was counted).
 func TestThrottleClaimWaitEnds(t *testing.T) {
 	h := newTestHandler(t, func(h *Handler) { h.ThrottleFailures, h.ThrottleWindow = 2, 60_000_000_000 })
-	ms, _ := memoryStoreOf(h)
+	ctx := context.Background()
 	for i := 0; i < 2; i++ { // two attempts "being checked" that never finish
-		if ok, _, _, err := ms.Reserve(context.Background(), "ip:"+testClientIP, 2, time.Minute); err != nil || !ok {
+		if aerr := h.auth.byAddress.claim(ctx, "ip:"+testClientIP); aerr != nil {
 			t.Fatal("could not hold a claim")
 		}
 	}
@@ -298,7 +300,7 @@ func TestThrottleClaimWaitEnds(t *testing.T) {
 	t.Logf("refused after %v", time.Since(start))
 	// Once they are given back, the right secret gets its token.
 	for i := 0; i < 2; i++ {
-		_ = ms.Release(context.Background(), "ip:"+testClientIP, false, false, time.Minute)
+		h.auth.byAddress.done("ip:" + testClientIP)
 	}
 	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret), ip: testClientIP}).do(t, h); rec.Code != 200 {
 		t.Fatalf("after the claims were released: %d %s", rec.Code, rec.Body)
@@ -322,5 +324,60 @@ func TestCheaperBcryptHashIsWarnedOf(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no warning naming [cheap]: %v", logs.All())
+	}
+}
+
+// TestLockedOutWhateverTheCredentials: once the address is locked out, a
+// right secret gets 429 + 23029 too, whatever else its request holds: a
+// token request, one with a scope the client does not have, one in an
+// authentication method the client may not use, a revocation, a request
+// without a secret, a malformed one. No token is written meanwhile.
+func TestLockedOutWhateverTheCredentials(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) {
+		h.ThrottleFailures, h.ThrottleWindow = 3, 60_000_000_000
+		h.Clients[1].AuthMethod = "basic"
+	})
+	ms, _ := memoryStoreOf(h)
+	lock := h.auth.byAddress.lockout("ip:" + testClientIP)
+	for range 3 { // counted as another instance would, so this one has not learned it
+		if _, err := ms.CountFailures(context.Background(), lock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		call tokenCall
+	}{
+		{"right secret", tokenCall{body: formCreds(testClientID, testClientSecret)}},
+		{"invalid scope", tokenCall{body: formCreds(testClientID, testClientSecret, "scope", "nope")}},
+		{"method not allowed", tokenCall{body: formCreds(readerClientID, readerSecret)}},
+		{"revocation", tokenCall{target: "/outer/token/revoke/", body: url.Values{"client_id": {testClientID},
+			"client_secret": {testClientSecret}, "token": {"x"}}.Encode()}},
+		{"no secret", tokenCall{body: "grant_type=client_credentials&client_id=" + testClientID}},
+		{"malformed", tokenCall{body: "grant_type=password&client_id=" + testClientID}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newTestHandler(t, func(h *Handler) { // a fresh instance each: no early refusal
+				h.ThrottleFailures, h.ThrottleWindow = 3, 60_000_000_000
+				h.Clients[1].AuthMethod = "basic"
+				h.StoreRaw = json.RawMessage(`{"module":"memory","name":"test/TestLockedOutWhateverTheCredentials"}`)
+			})
+			tc.call.ip = testClientIP
+			rec := tc.call.do(t, h)
+			checkErrorEnvelope(t, rec, http.StatusTooManyRequests, CodeTooManyFailures)
+			if rec.Header().Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		})
+	}
+	if n, _ := ms.CountClient(context.Background(), testClientID); n != 0 {
+		t.Fatalf("%d tokens written for a locked-out address", n)
+	}
+	// The same requests from another address are answered on their merits.
+	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret, "scope", "nope"), ip: "198.51.100.9"}).do(t, h); rec.Code != http.StatusBadRequest {
+		t.Fatalf("invalid scope from another address: %d %s", rec.Code, rec.Body)
+	}
+	if rec := (tokenCall{body: formCreds(readerClientID, readerSecret), ip: "198.51.100.9"}).do(t, h); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("method not allowed from another address: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -151,14 +151,14 @@ const (
 	opFailures
 	opAddFailure
 	opResetFailures
-	opReserve
-	opRelease
+	opCountFailures
+	opAdmit
 	numStoreOps
 )
 
 var storeOpLabels = [numStoreOps]string{
 	"save", "load", "revoke", "revoke_client", "count", "failures", "add_failure", "reset_failures",
-	"reserve", "release",
+	"count_failures", "admit",
 }
 
 // The label values of validations and store operations are a fixed set, so

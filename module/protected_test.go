@@ -478,7 +478,7 @@ func TestCustomProtectPatterns(t *testing.T) {
 // override go to the embedded store.
 type failingStore struct{ Store }
 
-func (failingStore) Save(context.Context, TokenHash, TokenRecord, int) error {
+func (failingStore) Save(context.Context, TokenHash, TokenRecord, int, ...Lockout) error {
 	return ErrStoreUnavailable
 }
 func (failingStore) Load(context.Context, TokenHash) (TokenRecord, bool, error) {

@@ -53,8 +53,8 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		return err
 	}
 
-	h.auth.byAddress = throttle{off: h.ThrottleOff, max: h.ThrottleFailures, window: time.Duration(h.ThrottleWindow)}
-	h.auth.byClient = throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow), resets: true}
+	h.auth.byAddress = throttle{off: h.ThrottleOff, max: h.ThrottleFailures, window: time.Duration(h.ThrottleWindow), attempts: newAttempts()}
+	h.auth.byClient = throttle{off: h.ThrottleClientOff, max: h.ThrottleClientFailures, window: time.Duration(h.ThrottleClientWindow), resets: true, attempts: newAttempts()}
 	h.protect = &protector{
 		clients:        h.clients,
 		scopeRules:     scopeRules,
@@ -81,8 +81,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 // that reads or writes it; the tests replace a store this way.
 func (h *Handler) useStore(s Store) {
 	h.store = s
-	h.auth.byAddress.failures = s
-	h.auth.byClient.failures = s
+	h.auth.failures = s
 	h.protect.tokens = s
 }
 

@@ -82,8 +82,10 @@ type Store interface {
 type TokenStore interface {
 	// Save keeps rec under key until rec.ExpiresAt. With maxPerClient > 0
 	// it then evicts the client's records, revoked tombstones first, then
-	// the oldest tokens, until no more than maxPerClient remain.
-	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error
+	// the oldest tokens, until no more than maxPerClient remain. With
+	// locks, it first checks them in the same atomic step (Admit): if one
+	// is at its limit nothing is written and the error is a *LockedOut.
+	Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int, locks ...Lockout) error
 	// Load returns the record of key, and false if the token is unknown,
 	// expired or revoked; for a revoked token the record has Revoked set,
 	// so that the refusal can say so.
@@ -99,7 +101,46 @@ type TokenStore interface {
 	CountClient(ctx context.Context, clientID string) (int, error)
 }
 
+// Lockout is one throttle's counter as a client authentication meets it:
+// at most Max failures under Key per window, a window of Window starting
+// with its first failure; with Reset a success forgets the failures
+// (consecutive failures).
+type Lockout struct {
+	Key    string
+	Max    int
+	Window time.Duration
+	Reset  bool
+}
+
+// LockedOut is the answer of Save and Admit when a lockout was at its
+// limit: nothing was written, and the request is refused until Until.
+type LockedOut struct {
+	Key   string
+	Until time.Time
+}
+
+func (e *LockedOut) Error() string {
+	return fmt.Sprintf("locked out until %s", e.Until.UTC().Format(time.RFC3339))
+}
+
+// lockedOut returns the *LockedOut in err, if any.
+func lockedOut(err error) (*LockedOut, bool) {
+	var l *LockedOut
+	ok := errors.As(err, &l)
+	return l, ok
+}
+
+// FailureCount is a failure counter after CountFailures: the failures of
+// the current window, and its end.
+type FailureCount struct {
+	N   int
+	End time.Time
+}
+
 // FailureStore counts failed client authentications for the throttles.
+// A failure is counted with CountFailures, whose counts decide the answer
+// (at most Max failures per window are answered as such); a success passes
+// Admit, or Save with the lockouts, in one atomic step each.
 type FailureStore interface {
 	// Failures returns how many failures were counted under key in the
 	// current window, and when that window ends.
@@ -109,18 +150,14 @@ type FailureStore interface {
 	AddFailure(ctx context.Context, key string, window time.Duration) error
 	// ResetFailures forgets the failures counted under key.
 	ResetFailures(ctx context.Context, key string) error
-	// Reserve claims one attempt under key before a secret is checked, in
-	// one atomic step, so that concurrent attempts cannot all slip under
-	// the limit: the claim is granted while the failures counted plus the
-	// claims still held stay below max. It returns whether it was granted,
-	// the failures counted, and when the window ends; a window of the
-	// given length starts with the first claim or failure.
-	Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error)
-	// Release gives back a claim of Reserve: failed counts it as a
-	// failure, reset forgets the failures counted under key (a success
-	// ends a run of consecutive failures). A key with neither claims nor
-	// failures is dropped.
-	Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error
+	// CountFailures counts one failure under each lockout's key, each in
+	// one atomic step (so concurrent failures get distinct counts), and
+	// returns the counts in the order of locks.
+	CountFailures(ctx context.Context, locks ...Lockout) ([]FailureCount, error)
+	// Admit checks a success against locks: if one is at its limit it
+	// returns a *LockedOut; otherwise it forgets the failures of those
+	// with Reset. On one server it is one atomic step.
+	Admit(ctx context.Context, locks ...Lockout) error
 }
 
 // pooledStore is a store whose state lives in a caddy.UsagePool entry

@@ -49,12 +49,10 @@ func newMemoryTokens() *memoryTokens {
 	}
 }
 
-// failureWindow counts failures, and the claims of attempts still being
-// checked, until its end.
+// failureWindow counts failures until its end.
 type failureWindow struct {
-	n    int
-	held int
-	end  time.Time
+	n   int
+	end time.Time
 }
 
 // Destruct implements caddy.Destructor: it stops the token janitor and
@@ -96,8 +94,17 @@ func (s *MemoryStore) Cleanup() error {
 	return err
 }
 
-// Save implements TokenStore. A token past its expiry is not stored.
-func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+// Save implements TokenStore. A token past its expiry is not stored. The
+// lockouts are checked and the token written under the failure counters'
+// lock, so that no failure counted meanwhile is missed.
+func (s *MemoryStore) Save(_ context.Context, key TokenHash, rec TokenRecord, maxPerClient int, locks ...Lockout) error {
+	if len(locks) > 0 {
+		s.tokens.mu.Lock()
+		defer s.tokens.mu.Unlock()
+		if err := s.tokens.admitLocked(locks, time.Now()); err != nil {
+			return err
+		}
+	}
 	now := time.Now().UnixMilli()
 	if rec.ExpiresAt <= now {
 		return nil
@@ -144,11 +151,7 @@ func (s *MemoryStore) Failures(_ context.Context, key string) (int, time.Time, e
 func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Duration) error {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
-	if v, ok := s.tokens.failures.Get(key); ok {
-		v.(*failureWindow).n++
-		return nil
-	}
-	s.tokens.failures.Set(key, &failureWindow{n: 1, end: time.Now().Add(window)}, window)
+	s.tokens.addFailureLocked(key, window)
 	return nil
 }
 
@@ -156,59 +159,55 @@ func (s *MemoryStore) AddFailure(_ context.Context, key string, window time.Dura
 func (s *MemoryStore) ResetFailures(_ context.Context, key string) error {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
-	if v, ok := s.tokens.failures.Get(key); ok {
-		w := v.(*failureWindow)
-		if w.n = 0; w.held == 0 {
-			s.tokens.failures.Delete(key)
-		}
-	}
+	s.tokens.failures.Delete(key)
 	return nil
 }
 
-// Reserve implements FailureStore.
-func (s *MemoryStore) Reserve(_ context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+// CountFailures implements FailureStore: all the counts in one step.
+func (s *MemoryStore) CountFailures(_ context.Context, locks ...Lockout) ([]FailureCount, error) {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
-	v, ok := s.tokens.failures.Get(key)
-	if !ok {
-		if max <= 0 {
-			return false, 0, time.Time{}, nil
-		}
-		end := time.Now().Add(window)
-		s.tokens.failures.Set(key, &failureWindow{held: 1, end: end}, window)
-		return true, 0, end, nil
+	out := make([]FailureCount, len(locks))
+	for i, l := range locks {
+		w := s.tokens.addFailureLocked(l.Key, l.Window)
+		out[i] = FailureCount{N: w.n, End: w.end}
 	}
-	w := v.(*failureWindow)
-	if w.n+w.held >= max {
-		return false, w.n, w.end, nil
-	}
-	w.held++
-	return true, w.n, w.end, nil
+	return out, nil
 }
 
-// Release implements FailureStore.
-func (s *MemoryStore) Release(_ context.Context, key string, failed, reset bool, window time.Duration) error {
+// Admit implements FailureStore.
+func (s *MemoryStore) Admit(_ context.Context, locks ...Lockout) error {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
-	v, ok := s.tokens.failures.Get(key)
-	if !ok {
-		if failed {
-			s.tokens.failures.Set(key, &failureWindow{n: 1, end: time.Now().Add(window)}, window)
-		}
-		return nil
-	}
-	w := v.(*failureWindow)
-	if w.held > 0 {
-		w.held--
-	}
-	if reset {
-		w.n = 0
-	}
-	if failed {
+	return s.tokens.admitLocked(locks, time.Now())
+}
+
+// addFailureLocked counts one failure under key; the caller holds mu.
+func (m *memoryTokens) addFailureLocked(key string, window time.Duration) *failureWindow {
+	if v, ok := m.failures.Get(key); ok {
+		w := v.(*failureWindow)
 		w.n++
+		return w
 	}
-	if w.n == 0 && w.held == 0 {
-		s.tokens.failures.Delete(key)
+	w := &failureWindow{n: 1, end: time.Now().Add(window)}
+	m.failures.Set(key, w, window)
+	return w
+}
+
+// admitLocked returns a *LockedOut for the first lockout at its limit at
+// now, else forgets the failures of those that reset; the caller holds mu.
+func (m *memoryTokens) admitLocked(locks []Lockout, now time.Time) error {
+	for _, l := range locks {
+		if v, ok := m.failures.Get(l.Key); ok {
+			if w := v.(*failureWindow); w.n >= l.Max && w.end.After(now) {
+				return &LockedOut{Key: l.Key, Until: w.end}
+			}
+		}
+	}
+	for _, l := range locks {
+		if l.Reset {
+			m.failures.Delete(l.Key)
+		}
 	}
 	return nil
 }

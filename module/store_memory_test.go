@@ -580,17 +580,19 @@ func TestMemoryStoreConcurrentTokens(t *testing.T) {
 	}
 }
 
-// checkReserve holds every FailureStore to the claim protocol of the
+// checkLockouts holds every Store to the lockout protocol of the
 // throttles, with a and b two handles on one shared store (two instances
-// of a Redis store): concurrent claims never exceed the limit, a failed
-// claim counts, a success gives its claim back, reset forgets failures,
-// and a key with nothing left is dropped.
-func checkReserve(t *testing.T, a, b FailureStore) {
+// of a Redis store): concurrent failures get distinct counts (so exactly
+// limit of them are within it), a success is refused while a lockout is at
+// its limit and nothing is written, a resetting success forgets the
+// failures, and Save with lockouts writes the token when none is locked.
+func checkLockouts(t *testing.T, a, b Store) {
 	t.Helper()
 	ctx := context.Background()
-	key := "ip:claims-" + t.Name()
-	const limit, window = 10, time.Minute
-	var granted atomic.Int32
+	addr := Lockout{Key: "ip:locks-" + t.Name(), Max: 10, Window: time.Minute}
+	client := Lockout{Key: "client:locks-" + t.Name(), Max: 200, Window: time.Hour, Reset: true}
+	var within atomic.Int32
+	seen := make([]atomic.Bool, 101)
 	var wg sync.WaitGroup
 	for i := 0; i < 100; i++ {
 		s := a
@@ -600,64 +602,85 @@ func checkReserve(t *testing.T, a, b FailureStore) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, _, _, err := s.Reserve(ctx, key, limit, window)
-			if err != nil {
-				t.Error(err)
+			counts, err := s.CountFailures(ctx, addr, client)
+			if err != nil || len(counts) != 2 {
+				t.Error(counts, err)
+				return
 			}
-			if ok {
-				granted.Add(1)
+			if n := counts[0].N; n < 1 || n > 100 || seen[n].Swap(true) {
+				t.Errorf("count %d given twice or out of range", n)
+			}
+			if counts[0].N <= addr.Max {
+				within.Add(1)
+			}
+			if time.Until(counts[0].End) <= 50*time.Second || time.Until(counts[1].End) <= 59*time.Minute {
+				t.Errorf("window ends %v, %v; want about a minute and an hour", counts[0].End, counts[1].End)
 			}
 		}()
 	}
 	wg.Wait()
-	if g := granted.Load(); g != limit {
-		t.Fatalf("%d of 100 concurrent claims granted with a limit of %d", g, limit)
+	if w := within.Load(); w != int32(addr.Max) {
+		t.Fatalf("%d of 100 concurrent failures within a limit of %d", w, addr.Max)
 	}
-	// Four fail, six succeed: four failures stay, six claims are free.
-	for i := 0; i < limit; i++ {
-		if err := a.Release(ctx, key, i < 4, false, window); err != nil {
-			t.Fatal(err)
-		}
+	if n, end, err := b.Failures(ctx, addr.Key); err != nil || n != 100 || time.Until(end) <= 0 {
+		t.Fatalf("Failures = %d, %v, %v; want 100 in a running window", n, end, err)
 	}
-	if n, end, err := b.Failures(ctx, key); err != nil || n != 4 || time.Until(end) <= 0 {
-		t.Fatalf("Failures = %d, %v, %v; want 4 in a running window", n, end, err)
+	// The address is locked: a success is refused, the client's
+	// consecutive failures are not forgotten, no token is written.
+	err := a.Admit(ctx, client, addr)
+	if l, ok := lockedOut(err); !ok || l.Key != addr.Key || time.Until(l.Until) <= 50*time.Second {
+		t.Fatalf("Admit on a locked address = %v; want a *LockedOut of %s until the window's end", err, addr.Key)
 	}
-	for i := 0; i < 6; i++ {
-		if ok, n, _, err := b.Reserve(ctx, key, limit, window); err != nil || !ok || n != 4 {
-			t.Fatalf("claim %d after the releases: %v, %d failures, %v", i, ok, n, err)
-		}
+	_, key := redisTestToken(t)
+	rec := redisTestRecord("locks-client", time.Minute)
+	if l, ok := lockedOut(b.Save(ctx, key, rec, 10, addr, client)); !ok || l.Key != addr.Key {
+		t.Fatalf("Save on a locked address = %v; want a *LockedOut", err)
 	}
-	if ok, n, end, err := a.Reserve(ctx, key, limit, window); err != nil || ok || n != 4 || time.Until(end) <= 0 {
-		t.Fatalf("claim past the limit: %v, %d, %v, %v; want refused with 4 failures and the window's end", ok, n, end, err)
+	if _, found, _ := a.Load(ctx, key); found {
+		t.Fatal("a token was written despite the lockout")
 	}
-	// A success that resets (the per-client lockout) forgets the failures.
-	if err := a.Release(ctx, key, false, true, window); err != nil {
+	if n, _, _ := a.Failures(ctx, client.Key); n != 100 {
+		t.Fatalf("client failures after refused successes = %d, want 100", n)
+	}
+	// Under its limit, a success forgets the client's failures and the
+	// token is written; the address (no reset) keeps its count.
+	if err := a.ResetFailures(ctx, addr.Key); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, _ := b.Failures(ctx, key); n != 0 {
-		t.Fatalf("failures after a resetting success = %d, want 0", n)
+	if _, err := b.CountFailures(ctx, addr); err != nil {
+		t.Fatal(err)
 	}
-	for i := 0; i < 5; i++ {
-		_ = b.Release(ctx, key, false, false, window)
+	if err := b.Save(ctx, key, rec, 10, addr, client); err != nil {
+		t.Fatalf("Save under the limits: %v", err)
 	}
-	// Nothing held, nothing failed: the key is gone, so a success costs no
-	// lasting state. Releasing more than was claimed stays harmless.
-	_ = a.Release(ctx, key, false, false, window)
-	if ok, n, _, err := a.Reserve(ctx, key, 1, window); err != nil || !ok || n != 0 {
-		t.Fatalf("fresh claim with limit 1: %v, %d, %v", ok, n, err)
+	if _, found, err := a.Load(ctx, key); !found || err != nil {
+		t.Fatalf("token saved with lockouts not found: %v", err)
 	}
-	_ = a.Release(ctx, key, true, false, window)
-	if ok, n, _, _ := b.Reserve(ctx, key, 1, window); ok || n != 1 {
-		t.Fatalf("claim after a failure with limit 1: %v, %d; want refused, 1", ok, n)
+	if n, _, _ := a.Failures(ctx, client.Key); n != 0 {
+		t.Fatalf("client failures after a resetting success = %d, want 0", n)
+	}
+	if n, _, _ := a.Failures(ctx, addr.Key); n != 1 {
+		t.Fatalf("address failures after a success = %d, want 1 (no reset)", n)
+	}
+	if err := a.Admit(ctx, addr, client); err != nil {
+		t.Fatalf("Admit under the limits: %v", err)
+	}
+	// A limit of 1: the first failure is within it, the key then locked.
+	one := Lockout{Key: "ip:one-" + t.Name(), Max: 1, Window: time.Minute}
+	if c, err := a.CountFailures(ctx, one); err != nil || c[0].N != 1 {
+		t.Fatalf("first failure with limit 1: %v, %v", c, err)
+	}
+	if _, ok := lockedOut(b.Admit(ctx, one)); !ok {
+		t.Fatal("a key at its limit of 1 admitted a success")
 	}
 }
 
-func TestMemoryStoreReserve(t *testing.T) {
-	a := provisionMemory(t, "reserve")
-	b := provisionMemory(t, "reserve")
+func TestMemoryStoreLockouts(t *testing.T) {
+	a := provisionMemory(t, "lockouts")
+	b := provisionMemory(t, "lockouts")
 	defer a.Cleanup()
 	defer b.Cleanup()
-	checkReserve(t, a, b)
+	checkLockouts(t, a, b)
 }
 
 func TestMemoryStoreBytesPerToken(t *testing.T) {

@@ -240,8 +240,8 @@ func (s *RedisStore) Cleanup() error {
 }
 
 // Save implements TokenStore.
-func (s *RedisStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
-	return s.conn.save(ctx, key, rec, maxPerClient)
+func (s *RedisStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int, locks ...Lockout) error {
+	return s.conn.save(ctx, key, rec, maxPerClient, locks)
 }
 
 // CountClient implements TokenStore.
@@ -254,14 +254,14 @@ func (s *RedisStore) ResetFailures(ctx context.Context, key string) error {
 	return s.conn.resetFailures(ctx, key)
 }
 
-// Reserve implements FailureStore.
-func (s *RedisStore) Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
-	return s.conn.reserve(ctx, key, max, window)
+// CountFailures implements FailureStore.
+func (s *RedisStore) CountFailures(ctx context.Context, locks ...Lockout) ([]FailureCount, error) {
+	return s.conn.countFailures(ctx, locks)
 }
 
-// Release implements FailureStore.
-func (s *RedisStore) Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
-	return s.conn.release(ctx, key, failed, reset, window)
+// Admit implements FailureStore.
+func (s *RedisStore) Admit(ctx context.Context, locks ...Lockout) error {
+	return s.conn.admit(ctx, locks)
 }
 
 // Load implements TokenStore.

@@ -6,47 +6,50 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// save issues a token in ordered writes, each acknowledged by the
-// required replicas (WAIT) before the next:
-//
-//  1. the client index (ZADD, on the client's slot), which also names the
-//     client's oldest tokens beyond maxPerClient;
-//  2. the token (SET, on the token's own slot);
-//  3. the evicted tokens (DEL, on their slots), then their index entries.
+// save issues a token. On one server or Sentinel (every key on the
+// master) it is one script, issueScript, sent by SHA in one round trip with
+// WAIT for the required replicas behind it in the same pipeline: the
+// lockouts checked (nothing written if one is at its limit) and the
+// consecutive failures forgotten, the client index (ZADD), the token
+// (SET), and the tokens beyond maxPerClient deleted, dropped from the index
+// and published, atomically.
 //
 // On a Cluster the index and the token live on different masters (the
-// token's key must be found from the token alone), so no transaction can
-// hold both; the order is what keeps revocation complete: every live token
-// is in its client's index before the token exists, and an evicted token
-// leaves the index only after it is gone. A crash or failure between the
-// steps leaves at most an index entry without a token (counted as nothing,
-// and evicted first when the client next reaches its cap) or an evicted
-// token not yet deleted but still indexed, so still revocable; the token
-// being issued is answered only after every step succeeded, so a token
-// nobody holds is the worst that is left behind. The index is scored by
-// issue time in microseconds, tombstones by 0 (revokeToken), so the cap
-// evicts tombstones first, then the oldest tokens.
+// token's key must be found from the token alone), and the lockouts on
+// others again, so no script can hold them all; saveCluster writes in
+// steps, each acknowledged by the required replicas (WAIT) before the next:
 //
-// Toward one round trip per issuance: on one server or Sentinel every key
-// is on the master, so the steps can become one script. On a Cluster, one
-// script per slot group (the index and cap on the client's slot, the token
-// on its own), sent together, one pipeline per master: the order across
-// masters is then lost, which stays safe because the token is answered
-// only after both acknowledged, and a token key without its index entry is
-// one nobody was given. The deletes of evicted tokens are the remaining
-// step; they stay revocable meanwhile because they leave the index last.
-// Revoked tokens stay in the index at score 0 (revokeToken), so the cap
-// counts them and evicts them first.
-func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+//  1. the client index (ZADD, on the client's slot), which also names the
+//     client's oldest tokens beyond maxPerClient, together with the
+//     lockout checks (each on its own slot), one pipeline per master, the
+//     masters in parallel;
+//  2. if no lockout was at its limit, the token (SET, on the token's own
+//     slot) together with the evicted tokens' DEL and PUBLISH (on their
+//     slots), in parallel; if one was, the index entry is taken back;
+//  3. the evicted tokens' index entries (ZREM).
+//
+// The order is what keeps revocation complete: every live token is in its
+// client's index before the token exists, and an evicted token leaves the
+// index only after it is gone. A crash or failure between the steps leaves
+// at most an index entry without a token (counted as nothing, and evicted
+// when the client next reaches its cap) or an evicted token not yet
+// deleted but still indexed, so still revocable; the token being issued is
+// answered only after every step succeeded, so a token nobody holds is the
+// worst that is left behind. The index is scored by issue time in
+// microseconds, tombstones by 0 (revokeToken), so the cap evicts
+// tombstones first, then the oldest tokens; revoked tokens stay in the
+// index at score 0, so the cap counts them.
+func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int, locks []Lockout) error {
 	ttl := rec.ttl()
 	if ttl <= 0 {
-		return nil
+		return c.admit(ctx, locks)
 	}
 	val, err := json.Marshal(rec)
 	if err != nil {
@@ -54,55 +57,264 @@ func (c *redisConn) save(ctx context.Context, key TokenHash, rec TokenRecord, ma
 	}
 	ctx, cancel := c.op(ctx)
 	defer cancel()
+	if c.cluster != nil {
+		return c.saveCluster(ctx, key, val, ttl, rec.ClientID, maxPerClient, locks)
+	}
 	ck := c.clientKey(rec.ClientID)
+	member := hex.EncodeToString(key[:])
+	keys := make([]string, 0, 2+len(locks))
+	keys = append(keys, ck, c.tokenKey(key))
+	args := make([]any, 0, 8+2*len(locks))
+	args = append(args, time.Now().UnixMicro(), member, (ttl + time.Second).Milliseconds(), maxPerClient,
+		val, ttl.Milliseconds(), c.prefix+"t:", c.channel)
+	for _, l := range locks {
+		keys = append(keys, c.failureKey(l.Key))
+		args = append(args, l.Max, flag(l.Reset))
+	}
+	cmd, err := c.writeScript(ctx, ck, issueScript, keys, args)
+	if err != nil {
+		return c.fail("save", err)
+	}
+	reply, err := cmd.Slice()
+	if err != nil {
+		return c.fail("save", err)
+	}
+	if l := lockedReply(reply, locks); l != nil {
+		return l
+	}
+	for _, v := range reply[1:] {
+		if m, ok := v.(string); ok {
+			// The script published it for the other instances; this one
+			// does not depend on its own subscription.
+			c.invalidate("t:" + m)
+		}
+	}
+	return nil
+}
+
+// lockedReply is the *LockedOut of a lockout script's reply {0, i, pttl}
+// (the i-th lockout at its limit), nil for a reply {1, ...}.
+func lockedReply(reply []any, locks []Lockout) *LockedOut {
+	if len(reply) != 3 {
+		return nil
+	}
+	if ok, _ := reply[0].(int64); ok != 0 {
+		return nil
+	}
+	i, _ := reply[1].(int64)
+	pttl, _ := reply[2].(int64)
+	if i < 1 || int(i) > len(locks) {
+		return nil
+	}
+	return &LockedOut{Key: locks[i-1].Key, Until: windowEnd(pttl)}
+}
+
+// saveCluster is save on a Cluster, in the steps save describes.
+func (c *redisConn) saveCluster(ctx context.Context, key TokenHash, val []byte, ttl time.Duration, clientID string, maxPerClient int, locks []Lockout) error {
+	ck := c.clientKey(clientID)
 	tk := c.tokenKey(key)
 	member := hex.EncodeToString(key[:])
-	var victimsCmd *redis.Cmd
-	err = c.write(ctx, ck, func(p redis.Pipeliner) {
-		victimsCmd = indexScript.Eval(ctx, p, []string{ck},
-			time.Now().UnixMicro(), member, (ttl + time.Second).Milliseconds(), maxPerClient)
-	})
+	byKey := make(map[string]Lockout, len(locks))
+	keys := []string{ck}
+	for _, l := range locks {
+		fk := c.failureKey(l.Key)
+		byKey[fk] = l
+		keys = append(keys, fk)
+	}
+	var mu sync.Mutex
+	cmds := make(map[string]*redis.Cmd, len(keys))
+	step1 := func(eval bool) error {
+		return c.writeKeys(ctx, keys, func(p redis.Pipeliner, k string) {
+			s, ks, args := indexScript, []string{ck}, []any{time.Now().UnixMicro(), member, (ttl + time.Second).Milliseconds(), maxPerClient}
+			if l, ok := byKey[k]; ok {
+				s, ks, args = admitScript, []string{k}, []any{l.Max, flag(l.Reset)}
+			}
+			cmd := runIn(ctx, p, s, eval, ks, args)
+			mu.Lock()
+			cmds[k] = cmd
+			mu.Unlock()
+		})
+	}
+	err := step1(false)
+	if isNoScript(err) {
+		err = step1(true)
+	}
 	if err != nil {
 		return c.fail("save index", err)
 	}
-	victims, err := victimsCmd.StringSlice()
+	for k, l := range byKey {
+		reply, err := cmds[k].Slice()
+		if err != nil {
+			return c.fail("save", err)
+		}
+		if lo := lockedReply(reply, []Lockout{l}); lo != nil {
+			// Nothing was given out under this index entry.
+			if err := c.client.ZRem(ctx, ck, member).Err(); err != nil {
+				return c.fail("save", err)
+			}
+			return lo
+		}
+	}
+	victims, err := cmds[ck].StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return c.fail("save index", err)
 	}
-	if err := c.write(ctx, tk, func(p redis.Pipeliner) { p.Set(ctx, tk, val, ttl) }); err != nil {
+	step2 := make([]string, 0, 1+len(victims))
+	step2 = append(step2, tk)
+	for _, v := range victims {
+		step2 = append(step2, c.prefix+"t:"+v)
+	}
+	// Deleted, not tombstoned: a client looping on the token endpoint
+	// must not grow Redis with issuance rate × token_ttl. The token and
+	// the evicted ones are on other slots than the index, so their order
+	// among themselves does not matter: both follow the index entry, and
+	// the evicted ones leave the index only after this step.
+	err = c.writeKeys(ctx, step2, func(p redis.Pipeliner, k string) {
+		if k == tk {
+			p.Set(ctx, tk, val, ttl)
+			return
+		}
+		p.Del(ctx, k)
+		p.Publish(ctx, c.channel, strings.TrimPrefix(k, c.prefix))
+	})
+	if err != nil {
 		return c.fail("save", err)
 	}
 	if len(victims) == 0 {
 		return nil
 	}
-	keys := make([]string, len(victims))
-	for i, v := range victims {
-		keys[i] = c.prefix + "t:" + v
-	}
-	// Deleted, not tombstoned: a client looping on the token endpoint
-	// must not grow Redis with issuance rate × token_ttl.
-	if err := c.writeKeys(ctx, keys, func(p redis.Pipeliner, k string) { p.Del(ctx, k) }); err != nil {
-		return c.fail("cap", err)
-	}
 	args := make([]any, len(victims))
 	for i, v := range victims {
 		args[i] = v
+		c.invalidate("t:" + v)
 	}
 	if err := c.client.ZRem(ctx, ck, args...).Err(); err != nil {
 		return c.fail("cap", err)
 	}
-	for _, v := range victims {
-		c.publish(ctx, "t:"+v)
-	}
 	return nil
 }
 
-// indexScript adds ARGV[2] to the client index KEYS[1] with score ARGV[1],
-// keeps the index alive as long as its longest-lived token (ARGV[3] ms),
-// and returns the oldest members beyond the cap ARGV[4] (never ARGV[2]
-// itself, which may share its score with others). It does not remove them:
-// save deletes their tokens first. Two concurrent issuers pick the same
-// oldest members, so neither evicts more than needed.
+// runIn adds script s to pipeline p: by SHA, or with its source (eval)
+// when a server did not know it.
+func runIn(ctx context.Context, p redis.Pipeliner, s *redis.Script, eval bool, keys []string, args []any) *redis.Cmd {
+	if eval {
+		return s.Eval(ctx, p, keys, args...)
+	}
+	return s.EvalSha(ctx, p, keys, args...)
+}
+
+// writeScript runs script s on key's master as one write (with WAIT), by
+// SHA, and again with its source if that server did not know it (after a
+// restart or SCRIPT FLUSH): one round trip, but the first time.
+func (c *redisConn) writeScript(ctx context.Context, key string, s *redis.Script, keys []string, args []any) (*redis.Cmd, error) {
+	var cmd *redis.Cmd
+	run := func(eval bool) error {
+		return c.write(ctx, key, func(p redis.Pipeliner) { cmd = runIn(ctx, p, s, eval, keys, args) })
+	}
+	err := run(false)
+	if isNoScript(err) {
+		err = run(true)
+	}
+	return cmd, err
+}
+
+// lockoutLua checks lockouts in a script: KEYS[first..] are failure
+// counters, ARGV[arg + 2i] the limit of the i-th and ARGV[arg + 2i + 1]
+// whether a success resets it. It returns {0, i, pttl} for the first
+// counter at its limit in a running window, else nil after forgetting the
+// failures of those that reset. A string at a key is a counter of an
+// earlier version, read as the failure count.
+const lockoutLua = `
+local function failuresOf(k)
+  local t = redis.call('TYPE', k).ok
+  if t == 'string' then return tonumber(redis.call('GET', k)) or 0, t end
+  if t == 'hash' then return tonumber(redis.call('HGET', k, 'f')) or 0, t end
+  return 0, t
+end
+local function lockouts(first, arg)
+  local n = #KEYS - first + 1
+  local types = {}
+  for i = 0, n - 1 do
+    local k = KEYS[first + i]
+    local f, t = failuresOf(k)
+    types[i] = t
+    if f >= tonumber(ARGV[arg + 2 * i]) then
+      local ttl = redis.call('PTTL', k)
+      if ttl > 0 then return {0, i + 1, ttl} end
+    end
+  end
+  for i = 0, n - 1 do
+    if ARGV[arg + 2 * i + 1] == '1' then
+      if types[i] == 'string' then redis.call('DEL', KEYS[first + i])
+      elseif types[i] == 'hash' then redis.call('HDEL', KEYS[first + i], 'f') end
+    end
+  end
+  return nil
+end
+`
+
+// issueScript is save on one server. KEYS: the client index, the token,
+// then the lockouts' counters. ARGV: the index score (issue time, µs), the
+// token's hex hash (the index member), the index TTL (ms), the cap, the
+// record, the token TTL (ms), the token key prefix, the revocation
+// channel, then the limit and the reset flag of each lockout. It returns
+// {0, i, pttl} if the i-th lockout is at its limit (nothing written), else
+// {1, evicted...}: the oldest members beyond the cap (never the new token,
+// which may share its score with others), whose tokens it deleted and
+// published. It keeps the index alive as long as its longest-lived token.
+var issueScript = redis.NewScript(lockoutLua + `
+local locked = lockouts(3, 9)
+if locked then return locked end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT')
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+local out = {1}
+local cap = tonumber(ARGV[4])
+if cap <= 0 then return out end
+local over = redis.call('ZCARD', KEYS[1]) - cap
+if over <= 0 then return out end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, over)) do
+  if m ~= ARGV[2] and #out <= over then
+    redis.call('DEL', ARGV[7] .. m)
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('PUBLISH', ARGV[8], 't:' .. m)
+    out[#out + 1] = m
+  end
+end
+return out`)
+
+// admitScript is Admit: KEYS the lockouts' counters, ARGV the limit and
+// reset flag of each; {0, i, pttl} if the i-th is at its limit, else {1}.
+var admitScript = redis.NewScript(lockoutLua + `
+local locked = lockouts(1, 1)
+if locked then return locked end
+return {1}`)
+
+// countFailuresScript is CountFailures: KEYS the counters, ARGV each one's
+// window (ms); it returns {failures, pttl} per key. A window starts with
+// its first failure.
+var countFailuresScript = redis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('TYPE', k).ok == 'string' then redis.call('DEL', k) end
+  local n = redis.call('HINCRBY', k, 'f', 1)
+  local ttl = redis.call('PTTL', k)
+  if ttl < 0 then
+    redis.call('PEXPIRE', k, ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  out[#out + 1] = n
+  out[#out + 1] = ttl
+end
+return out`)
+
+// indexScript is the Cluster's step 1 on the client's slot: it adds
+// ARGV[2] to the client index KEYS[1] with score ARGV[1], keeps the index
+// alive as long as its longest-lived token (ARGV[3] ms), and returns the
+// oldest members beyond the cap ARGV[4] (never ARGV[2] itself). It does
+// not remove them: saveCluster deletes their tokens first. Two concurrent
+// issuers pick the same oldest members, so neither evicts more than needed.
 var indexScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX')
@@ -313,31 +525,6 @@ return n`)
 	resetFailuresScript = redis.NewScript(failureLegacy + `
 redis.call('HDEL', KEYS[1], 'f')
 return 1`)
-
-	// ARGV: max, window ms. Returns {granted 0|1, failures, pttl ms}.
-	reserveScript = redis.NewScript(failureLegacy + `
-local f = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0
-local h = tonumber(redis.call('HGET', KEYS[1], 'h')) or 0
-local ok = 0
-if f + h < tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[1], 'h', 1)
-  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  ok = 1
-end
-return {ok, f, redis.call('PTTL', KEYS[1])}`)
-
-	// ARGV: failed 0|1, reset 0|1, window ms. An empty hash is deleted
-	// by Redis itself.
-	releaseScript = redis.NewScript(failureLegacy + `
-if (tonumber(redis.call('HGET', KEYS[1], 'h')) or 0) > 0 then
-  if redis.call('HINCRBY', KEYS[1], 'h', -1) <= 0 then redis.call('HDEL', KEYS[1], 'h') end
-end
-if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f') end
-if ARGV[1] == '1' then
-  redis.call('HINCRBY', KEYS[1], 'f', 1)
-  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-end
-return 1`)
 )
 
 // windowEnd turns a PTTL in milliseconds into the end of the window.
@@ -379,27 +566,94 @@ func (c *redisConn) resetFailures(ctx context.Context, key string) error {
 	return nil
 }
 
-func (c *redisConn) reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
+// countFailures counts one failure under each lockout: one script on one
+// server, one per key (in parallel) on a Cluster, whose slots differ.
+func (c *redisConn) countFailures(ctx context.Context, locks []Lockout) ([]FailureCount, error) {
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	v, err := reserveScript.Run(ctx, c.client, []string{c.failureKey(key)}, max, window.Milliseconds()).Int64Slice()
+	out := make([]FailureCount, len(locks))
+	err := c.eachSlot(ctx, locks, func(ctx context.Context, part []Lockout, at int) error {
+		keys := make([]string, len(part))
+		args := make([]any, len(part))
+		for i, l := range part {
+			keys[i], args[i] = c.failureKey(l.Key), l.Window.Milliseconds()
+		}
+		v, err := countFailuresScript.Run(ctx, c.client, keys, args...).Int64Slice()
+		if err != nil {
+			return err
+		}
+		if len(v) != 2*len(part) {
+			return fmt.Errorf("unexpected reply of %d values", len(v))
+		}
+		for i := range part {
+			out[at+i] = FailureCount{N: int(v[2*i]), End: windowEnd(v[2*i+1])}
+		}
+		return nil
+	})
 	if err != nil {
-		return false, 0, time.Time{}, c.fail("reserve", err)
+		return nil, c.fail("count failures", err)
 	}
-	if len(v) != 3 {
-		return false, 0, time.Time{}, c.fail("reserve", fmt.Errorf("unexpected reply of %d values", len(v)))
-	}
-	return v[0] == 1, int(v[1]), windowEnd(v[2]), nil
+	return out, nil
 }
 
-func (c *redisConn) release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
+// admit checks a success against locks: one script on one server, one per
+// key (in parallel) on a Cluster.
+func (c *redisConn) admit(ctx context.Context, locks []Lockout) error {
+	if len(locks) == 0 {
+		return nil
+	}
 	ctx, cancel := c.op(ctx)
 	defer cancel()
-	if err := releaseScript.Run(ctx, c.client, []string{c.failureKey(key)},
-		flag(failed), flag(reset), window.Milliseconds()).Err(); err != nil {
-		return c.fail("release", err)
+	var mu sync.Mutex
+	var locked *LockedOut
+	err := c.eachSlot(ctx, locks, func(ctx context.Context, part []Lockout, _ int) error {
+		keys := make([]string, len(part))
+		args := make([]any, 0, 2*len(part))
+		for i, l := range part {
+			keys[i] = c.failureKey(l.Key)
+			args = append(args, l.Max, flag(l.Reset))
+		}
+		reply, err := admitScript.Run(ctx, c.client, keys, args...).Slice()
+		if err != nil {
+			return err
+		}
+		if l := lockedReply(reply, part); l != nil {
+			mu.Lock()
+			locked = l
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return c.fail("admit", err)
+	}
+	if locked != nil {
+		return locked
 	}
 	return nil
+}
+
+// eachSlot runs fn on locks: all at once outside a Cluster, else each
+// lockout alone (their keys hash to different slots), in parallel; at is
+// the index of part's first lockout in locks.
+func (c *redisConn) eachSlot(ctx context.Context, locks []Lockout, fn func(ctx context.Context, part []Lockout, at int) error) error {
+	if len(locks) == 0 {
+		return nil
+	}
+	if c.cluster == nil || len(locks) == 1 {
+		return fn(ctx, locks, 0)
+	}
+	errs := make([]error, len(locks))
+	var wg sync.WaitGroup
+	for i := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(ctx, locks[i:i+1], i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // flag is a boolean script argument.

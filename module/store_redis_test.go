@@ -782,7 +782,7 @@ func TestRedisStoreLoadCacheGuard(t *testing.T) {
 			redisTestWaitListening(t, c)
 			_, key := redisTestToken(t)
 			rec := redisTestRecord("guard-client", time.Hour)
-			if err := c.save(ctx, key, rec, 0); err != nil {
+			if err := c.save(ctx, key, rec, 0, nil); err != nil {
 				t.Fatal(err)
 			}
 			if tc.before != nil {
@@ -1463,13 +1463,13 @@ func TestRedisStoreUnmarshalCaddyfile(t *testing.T) {
 	})
 }
 
-// TestRedisStoreReserve runs the claim protocol on two instances sharing
-// one Redis, and reads a counter left by an earlier version.
-func TestRedisStoreReserve(t *testing.T) {
+// TestRedisStoreLockouts runs the lockout protocol on two instances
+// sharing one Redis, and reads a counter left by an earlier version.
+func TestRedisStoreLockouts(t *testing.T) {
 	rd := redistest.Start(t)
 	a := redisTestInstance(t, rd, 0, 0)
 	b := redisTestInstance(t, rd, 1, 0)
-	checkReserve(t, a, b)
+	checkLockouts(t, a, b)
 
 	insp := redisTestInspector(t, rd)
 	ctx := context.Background()
@@ -1479,7 +1479,13 @@ func TestRedisStoreReserve(t *testing.T) {
 	if n, _, err := a.Failures(ctx, "legacy"); err != nil || n != 7 {
 		t.Fatalf("legacy counter read as %d, %v; want 7", n, err)
 	}
-	if ok, _, _, err := a.Reserve(ctx, "legacy", 10, time.Minute); err != nil || !ok {
-		t.Fatalf("claim over a legacy counter: %v, %v", ok, err)
+	if _, ok := lockedOut(a.Admit(ctx, Lockout{Key: "legacy", Max: 7, Window: time.Minute})); !ok {
+		t.Fatal("a legacy counter at the limit admitted a success")
+	}
+	if err := a.Admit(ctx, Lockout{Key: "legacy", Max: 10, Window: time.Minute, Reset: true}); err != nil {
+		t.Fatalf("success over a legacy counter: %v", err)
+	}
+	if n, _, _ := a.Failures(ctx, "legacy"); n != 0 {
+		t.Fatalf("legacy counter after a resetting success: %d", n)
 	}
 }

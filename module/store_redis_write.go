@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,8 @@ func (c *redisConn) write(ctx context.Context, key string, fn func(p redis.Pipel
 
 // writeKeys sends, for every key, the commands fn adds, grouped by the
 // master that holds the key: each group is one pipeline on one connection
-// to that master, followed by WAIT (WAIT counts the writes of its own
+// to that master (the masters in parallel, so fn must be safe for
+// concurrent use), followed by WAIT (WAIT counts the writes of its own
 // connection, which is why the writes do not go through the Cluster
 // client's own routing). A group that meets a stale slot map or a dead
 // node is retried, after asking go-redis to reload the slot map, until the
@@ -69,12 +71,7 @@ func (c *redisConn) writeKeys(ctx context.Context, keys []string, fn func(p redi
 		}
 		var failed []string
 		if err == nil {
-			for node, ks := range groups {
-				if e := c.writeOn(ctx, node, node.Options().Addr, ks, fn); e != nil {
-					err = e
-					failed = append(failed, ks...)
-				}
-			}
+			failed, err = c.writeGroups(ctx, groups, fn)
 		}
 		if err == nil {
 			return nil
@@ -92,6 +89,42 @@ func (c *redisConn) writeKeys(ctx context.Context, keys []string, fn func(p redi
 		case <-time.After(time.Duration(20<<min(attempt, 4)) * time.Millisecond):
 		}
 	}
+}
+
+// writeGroups writes each master's group (writeOn), the masters in
+// parallel, and returns the keys of the groups that failed with the first
+// error.
+func (c *redisConn) writeGroups(ctx context.Context, groups map[*redis.Client][]string, fn func(p redis.Pipeliner, key string)) ([]string, error) {
+	if len(groups) == 1 {
+		for node, ks := range groups {
+			if err := c.writeOn(ctx, node, node.Options().Addr, ks, fn); err != nil {
+				return ks, err
+			}
+		}
+		return nil, nil
+	}
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		failed []string
+		first  error
+	)
+	for node, ks := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.writeOn(ctx, node, node.Options().Addr, ks, fn); err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				if first == nil {
+					first = err
+				}
+				failed = append(failed, ks...)
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, first
 }
 
 // writeOn runs one group on one connection of client, with WAIT when

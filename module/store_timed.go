@@ -14,9 +14,9 @@ type timedStore struct{ Store }
 // handlers share one store.
 func (s timedStore) poolKey() string { return storeKey(s.Store) }
 
-func (s timedStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int) error {
+func (s timedStore) Save(ctx context.Context, key TokenHash, rec TokenRecord, maxPerClient int, locks ...Lockout) error {
 	defer observeStore(opSave, time.Now())
-	return s.Store.Save(ctx, key, rec, maxPerClient)
+	return s.Store.Save(ctx, key, rec, maxPerClient, locks...)
 }
 
 func (s timedStore) Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error) {
@@ -49,14 +49,14 @@ func (s timedStore) AddFailure(ctx context.Context, key string, window time.Dura
 	return s.Store.AddFailure(ctx, key, window)
 }
 
-func (s timedStore) Reserve(ctx context.Context, key string, max int, window time.Duration) (bool, int, time.Time, error) {
-	defer observeStore(opReserve, time.Now())
-	return s.Store.Reserve(ctx, key, max, window)
+func (s timedStore) CountFailures(ctx context.Context, locks ...Lockout) ([]FailureCount, error) {
+	defer observeStore(opCountFailures, time.Now())
+	return s.Store.CountFailures(ctx, locks...)
 }
 
-func (s timedStore) Release(ctx context.Context, key string, failed, reset bool, window time.Duration) error {
-	defer observeStore(opRelease, time.Now())
-	return s.Store.Release(ctx, key, failed, reset, window)
+func (s timedStore) Admit(ctx context.Context, locks ...Lockout) error {
+	defer observeStore(opAdmit, time.Now())
+	return s.Store.Admit(ctx, locks...)
 }
 
 func (s timedStore) ResetFailures(ctx context.Context, key string) error {

@@ -31,7 +31,7 @@ type tokenData struct {
 // authenticates the client, grants the scope, and saves a new token. err is
 // a store failure. It is the issue operation of both token endpoints.
 func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
-	req, aerr, err := authenticateClient(h.auth, r, grantParams)
+	req, aerr, err := checkClient(h.auth, r, grantParams)
 	if err != nil || aerr != nil {
 		countTokenRequest(aerr, err)
 		return nil, aerr, err
@@ -39,6 +39,11 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	client := req.client
 	scope, aerr := grantScope(client.scopes, req.params.scope)
 	if aerr != nil {
+		// A locked-out key gets 429 whatever it sends, a right secret too.
+		if lerr, err := h.auth.admit(r, req.locks); err != nil || lerr != nil {
+			countTokenRequest(lerr, err)
+			return nil, lerr, err
+		}
 		countTokenRequest(aerr, nil)
 		return nil, aerr, nil
 	}
@@ -49,9 +54,12 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	now := time.Now()
 	key := hashToken(token)
 	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(client.ttl).UnixMilli(), Binding: req.binding}
-	if err := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient); err != nil {
-		countTokenRequest(nil, err)
-		return nil, nil, err
+	// One step: the lockouts checked (and the consecutive failures
+	// forgotten), the token written, the cap applied.
+	saveErr := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient, req.locks...)
+	if aerr, err := h.auth.saved(r, req.locks, saveErr); err != nil || aerr != nil {
+		countTokenRequest(aerr, err)
+		return nil, aerr, err
 	}
 	countTokenRequest(nil, nil)
 	h.audit.Info("token issued",

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // errorBodyWait bounds how long the normalizer waits for the body of an
@@ -26,9 +24,11 @@ const maxPooledBuffer = 2 * maxInspect
 // maxInspect: reverse_proxy stops reading the upstream and closes it.
 var errBodyCut = errors.New("upstream error body cut at the inspection limit")
 
-// capture is the writer the normalizer hands to reverse_proxy. It sits in
-// front of Caddy's response recorder and keeps the upstream's headers in a
-// map of their own until the final status says what the answer is:
+// capture is the writer the normalizer hands to reverse_proxy. It records
+// what it does not pass through (as Caddy's response recorder would, without
+// the recorder's two allocations per request), and keeps the upstream's
+// headers in a map of their own until the final status says what the
+// answer is:
 //   - 2xx, 304 and 101 pass through: the staged headers are copied to the
 //     real response and everything after streams (trailers included);
 //   - 1xx interim answers (103 Early Hints and its Link) are dropped;
@@ -36,7 +36,9 @@ var errBodyCut = errors.New("upstream error body cut at the inspection limit")
 //     headers and trailers never reach the client, and its body is read
 //     up to maxInspect bytes or errorBodyWait, then the upstream is cut off.
 type capture struct {
-	rec    caddyhttp.ResponseRecorder
+	w      http.ResponseWriter // the client's response
+	buf    *bytes.Buffer       // the recorded body
+	status int                 // the final status, once written
 	staged http.Header
 	stream bool // the final status passes through
 	final  bool // the final status was written
@@ -52,10 +54,6 @@ func passesThrough(status int) bool {
 	return status < 300 || status == http.StatusNotModified
 }
 
-// bufferErrors tells the response recorder to hold back what does not
-// pass through.
-func bufferErrors(status int, _ http.Header) bool { return !passesThrough(status) }
-
 // capturePool keeps captures with their staged header maps between
 // requests.
 var capturePool = sync.Pool{New: func() any { return &capture{staged: make(http.Header)} }}
@@ -67,7 +65,7 @@ const maxPooledHeaders = 32
 // request when an error body is cut. done gives it back.
 func newCapture(w http.ResponseWriter, buf *bytes.Buffer, cancel context.CancelFunc) *capture {
 	c := capturePool.Get().(*capture)
-	c.rec = caddyhttp.NewResponseRecorder(w, buf, bufferErrors)
+	c.w, c.buf = w, buf
 	c.cancel = cancel
 	return c
 }
@@ -76,7 +74,7 @@ func newCapture(w http.ResponseWriter, buf *bytes.Buffer, cancel context.CancelF
 // written, the real one after it.
 func (c *capture) Header() http.Header {
 	if c.stream {
-		return c.rec.Header()
+		return c.w.Header()
 	}
 	return c.staged
 }
@@ -90,18 +88,18 @@ func (c *capture) WriteHeader(status int) {
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 		return // 1xx from the upstream never reaches the client
 	}
-	c.final = true
+	c.final, c.status = true, status
 	if passesThrough(status) {
 		c.stream = true
-		h := c.rec.Header()
+		h := c.w.Header()
 		delete(h, "Server") // as reverse_proxy does: the upstream's Server, or Via
 		for k, v := range c.staged {
 			h[k] = v
 		}
-	} else {
-		c.timer = time.AfterFunc(errorBodyWait, c.stop)
+		c.w.WriteHeader(status)
+		return
 	}
-	c.rec.WriteHeader(status)
+	c.timer = time.AfterFunc(errorBodyWait, c.stop)
 }
 
 // Write streams what passes through and records at most maxInspect bytes
@@ -111,13 +109,13 @@ func (c *capture) Write(p []byte) (int, error) {
 		c.WriteHeader(http.StatusOK)
 	}
 	if c.stream {
-		return c.rec.Write(p)
+		return c.w.Write(p)
 	}
-	room := maxInspect - c.rec.Buffer().Len()
+	room := maxInspect - c.buf.Len()
 	if len(p) <= room {
-		return c.rec.Write(p)
+		return c.buf.Write(p)
 	}
-	n, _ := c.rec.Write(p[:max(room, 0)])
+	n, _ := c.buf.Write(p[:max(room, 0)])
 	c.stop()
 	return n, errBodyCut
 }
@@ -150,13 +148,14 @@ func (c *capture) recorded() bool { return c.final && !c.stream }
 // FlushError flushes what passes through; a recorded answer is not sent.
 func (c *capture) FlushError() error {
 	if c.stream {
-		return http.NewResponseController(c.rec).Flush() //nolint:bodyclose
+		return http.NewResponseController(c.w).Flush() //nolint:bodyclose
 	}
 	return nil
 }
 
-// Unwrap lets http.ResponseController reach the recorder (Hijack on 101).
-func (c *capture) Unwrap() http.ResponseWriter { return c.rec }
+// Unwrap lets http.ResponseController reach the client's response (Hijack
+// on 101).
+func (c *capture) Unwrap() http.ResponseWriter { return c.w }
 
 // keep copies to the envelope the only upstream headers an error envelope
 // carries, when their value is one a client can use: Retry-After

@@ -74,7 +74,7 @@ func TestCaptureCutsErrorBodies(t *testing.T) {
 	if err != errBodyCut || ctx.Err() == nil || !c.cut.Load() {
 		t.Fatalf("after 200 kB: error %v, upstream context %v, cut %v", err, ctx.Err(), c.cut.Load())
 	}
-	if n := c.rec.Buffer().Len(); n != maxInspect {
+	if n := c.buf.Len(); n != maxInspect {
 		t.Fatalf("recorded %d bytes, want %d", n, maxInspect)
 	}
 	c.Header().Set("X-Trace", "internal")

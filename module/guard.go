@@ -33,16 +33,20 @@ type guard struct {
 // component with the syntax of an NTFS 8.3 short name ("DEVICE~1") is
 // refused, as Caddy's file server refuses it on Windows: IIS may resolve
 // it to a route no pattern names.
-func (g guard) check(r *http.Request) *apiError {
+//
+// rp is r's path as ServeHTTP cleaned it for every pattern.
+func (g guard) check(r *http.Request, rp *requestPath) *apiError {
 	if proto, ok := upgradeRequested(r); ok {
-		if proto != "websocket" || !g.websocket.matches(r) {
+		if proto != "websocket" || !g.websocket.matchesPath(r, rp) {
 			return badRequest("protocol upgrade not allowed")
 		}
 	}
 	if name, ok := rewriteHeader(r.Header); ok {
 		return badRequest(name + " is not allowed")
 	}
-	if caddyhttp.HasWindowsShortName(r.URL.Path) {
+	// A short name has a '~' (HasWindowsShortName allocates; most paths
+	// have none).
+	if strings.IndexByte(r.URL.Path, '~') >= 0 && caddyhttp.HasWindowsShortName(r.URL.Path) {
 		return badRequest("path component is a Windows short name")
 	}
 	if !plainPath(r.URL.Path) {

@@ -83,7 +83,7 @@ func (n *normalizer) serveNext(c *capture, r *http.Request, next caddyhttp.Handl
 // An upstream envelope keeps its code; its message is cleaned like any
 // other and its data dropped.
 func (n *normalizer) normalize(w http.ResponseWriter, r *http.Request, c *capture) error {
-	status, body := c.rec.Status(), c.rec.Buffer().Bytes()
+	status, body := c.status, c.buf.Bytes()
 	c.keep(w.Header(), status)
 	if status < 400 {
 		out, code := n.classify(status)

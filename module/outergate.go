@@ -254,19 +254,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // itself, to the protector, or untouched to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripHeader(r.Header, h.identityKey)
-	if ep, ok := h.routes.endpointFor(r); ok {
+	rp := newRequestPath(r.URL.Path) // lowered and cleaned once, for every pattern
+	if ep, ok := h.routes.endpointFor(r, &rp); ok {
 		return ep.serve(w, r) // answered here, never relayed: an Upgrade is ignored
 	}
 	if ok, err := h.servePortal(w, r); ok {
 		return err
 	}
 	// Everything below may reach next (reverse_proxy).
-	if aerr := h.guard.check(r); aerr != nil {
+	if aerr := h.guard.check(r, &rp); aerr != nil {
 		h.audit.refusal(r, "request refused", aerr)
 		return envelopeRenderer{h.logger}.failure(w, aerr)
 	}
-	if h.routes.protected(r) {
-		return h.protect.serve(w, r, next)
+	if h.routes.protectedPath(r, &rp) {
+		return h.protect.serve(w, r, &rp, next)
 	}
 	scrubTrailers(r, h.identityKey)
 	return next.ServeHTTP(w, r)

@@ -1,9 +1,11 @@
 package outergate
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func TestFoldPath(t *testing.T) {
@@ -78,4 +80,73 @@ func escapePath(p string) string {
 		}
 	}
 	return string(out)
+}
+
+// TestCompiledPatternsMatchCaddy checks that the precompiled patterns
+// (matchesPath, on the path ServeHTTP cleans once) answer what Caddy's
+// path matcher answers on the request (matches), for every kind of pattern
+// and spellings that clean, fold or change case; and that patterns the
+// compiled form does not reproduce fall back to Caddy's matcher.
+func TestCompiledPatternsMatchCaddy(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+	defer cancel()
+	patterns := [][]string{
+		{"/outer/device/*"},
+		{"/outer/device/endusers/*", "/outer/token/"},
+		{"/outer/token", "/outer/token/"},
+		{"*"},
+		{"/a", "*"},
+		{"*/info/"},
+		{"*device*"},
+		{"/outer/*/info/"},
+		{"/outer/device/info[0-9]"},
+		{"/OUTER/Device/*"},
+		{"/outer/device/info/", "/.well-known/oauth-authorization-server"},
+		{},
+	}
+	paths := []string{
+		"/", "/outer/device/info/", "/outer/device/info", "/outer/device", "/outer/device/",
+		"/OUTER/DEVICE/INFO/", "/outer//device/info/", "/outer/./device/../device/info/",
+		"/outer/device/../token/", "/outer/token", "/outer/token/", "/outer/token//",
+		"/outer/device;x=1/info/", `/outer\device\info/`, "/outer/device./info/",
+		"/outer/device::$DATA/info/", "/outer/device/info.json", "/outer/device/info7",
+		"/outer/devicex/info/", "/x/info/", "/.well-known/oauth-authorization-server",
+		"/outer/dev%69ce/info/", "/outer/device/info%2F", "/outer/dévice/info/", "/outer/device/İnfo/",
+		"/outer/device/info/;", "//outer/device/info/", "/outer/device/info/.", "/outer/device/info/..",
+	}
+	for _, pats := range patterns {
+		pp, err := newPathPatterns(ctx, pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pp.compiled == nil {
+			t.Fatalf("%q: not compiled", pats)
+		}
+		for _, p := range paths {
+			r, _ := newRequest("GET", "http://gw"+escapePath(p), nil)
+			rp := newRequestPath(r.URL.Path)
+			if got, want := pp.matchesPath(r, &rp), pp.matches(r); got != want {
+				t.Errorf("%q on %q: compiled %v, Caddy's matcher %v", pats, r.URL.Path, got, want)
+			}
+		}
+	}
+	for _, pats := range [][]string{{"/outer/{http.request.host}/*"}, {"/outer/dev%69ce/*"}, {"/outer//device/*"}} {
+		pp, err := newPathPatterns(ctx, pats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pp.compiled != nil {
+			t.Errorf("%q compiled; it needs Caddy's matcher", pats)
+		}
+	}
+}
+
+// TestCleanLower checks cleanLower against what Caddy's matcher cleans.
+func TestCleanLower(t *testing.T) {
+	for _, p := range []string{"/", "", "/a/", "/a", "/A/b/", "/a//b/", "/a/./b/", "/a/../b/", "/a/b/..", "/a/b/../",
+		"//", "/a/b//", "a/b/", "/a/b/.", "/a/b/./"} {
+		if got, want := cleanLower(p), caddyhttp.CleanPath(strings.ToLower(p), true); got != want {
+			t.Errorf("cleanLower(%q) = %q, want %q", p, got, want)
+		}
+	}
 }

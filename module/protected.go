@@ -55,9 +55,9 @@ func newScopeRules(ctx caddy.Context, rules []ScopeRule) ([]scopeRule, error) {
 }
 
 // serve checks the token, its scope and the required parameters, then
-// hands the request to next.
-func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rec, outcome, aerr, err := p.checkToken(r)
+// hands the request to next. rp is r's path as ServeHTTP cleaned it.
+func (p *protector) serve(w http.ResponseWriter, r *http.Request, rp *requestPath, next caddyhttp.Handler) error {
+	rec, outcome, aerr, err := p.checkToken(r, rp)
 	countValidation(outcome)
 	if err != nil {
 		return p.out.failure(w, storeFailed(p.logger, "loading token", err))
@@ -98,7 +98,7 @@ func (p *protector) serve(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 // checkToken checks the request's Bearer token and its scope; outcome
 // names the result for the metrics.
-func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome validationOutcome, aerr *apiError, err error) {
+func (p *protector) checkToken(r *http.Request, rp *requestPath) (rec TokenRecord, outcome validationOutcome, aerr *apiError, err error) {
 	token, aerr := bearerToken(r)
 	if aerr != nil {
 		outcome = validationInvalid
@@ -129,7 +129,7 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 			break
 		}
 		rec.Scope = client.currentScope(rec.Scope)
-		if want := p.requiredScope(r); !hasScope(rec.Scope, want) {
+		if want := p.requiredScope(r, rp); !hasScope(rec.Scope, want) {
 			outcome, aerr = validationInsufficientScope, insufficientScope(want)
 		}
 	}
@@ -142,9 +142,9 @@ func (p *protector) checkToken(r *http.Request) (rec TokenRecord, outcome valida
 
 // requiredScope is the scope a request to a protected path needs: that of
 // the first matching scope rule, else the method's.
-func (p *protector) requiredScope(r *http.Request) string {
+func (p *protector) requiredScope(r *http.Request, rp *requestPath) string {
 	for _, rule := range p.scopeRules {
-		if rule.paths.matches(r) {
+		if rule.paths.matchesPath(r, rp) {
 			return rule.scope
 		}
 	}
@@ -203,21 +203,20 @@ func (p *protector) checkParams(r *http.Request) *apiError {
 	if len(p.requireParams) == 0 {
 		return nil
 	}
-	query := params{}
-	if r.URL.RawQuery != "" {
-		q, err := parseFormParams(r.URL.RawQuery)
-		if err != nil {
-			return badRequest("malformed query string")
-		}
-		query = q
+	// The query string is scanned for the required names only
+	// (queryparams.go), with url.ParseQuery's refusals.
+	var buf [4]queryParam
+	query := buf[:0]
+	if len(p.requireParams) > len(buf) {
+		query = make([]queryParam, 0, len(p.requireParams))
 	}
-	for _, name := range p.requireParams {
-		_, found, err := single(name, query, body)
-		if err != nil {
-			return badRequest(err.Error())
-		}
-		if !found {
-			return badRequest(name + " is required")
+	query = query[:len(p.requireParams)]
+	if !scanQuery(r.URL.RawQuery, p.requireParams, query) {
+		return badRequest("malformed query string")
+	}
+	for i, name := range p.requireParams {
+		if aerr := requiredParam(name, query[i], body); aerr != nil {
+			return aerr
 		}
 	}
 	return nil

@@ -35,8 +35,11 @@ func loadLimitState(key string) (*limitState, error) {
 // that hold nothing any more (a full bucket, an ended quota window, nothing
 // in flight), so that the state stays bounded by the active clients.
 type limitState struct {
-	mu      sync.RWMutex
-	clients map[string]*clientState
+	// clients holds a *clientState by client id. A sync.Map, because every
+	// counted request reads it and a new client is rare: reads take no
+	// lock and write no shared counter (an RWMutex's reader count is one
+	// cache line every core writes).
+	clients sync.Map
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -63,7 +66,7 @@ type clientState struct {
 }
 
 func newLimitState(sweep time.Duration) *limitState {
-	s := &limitState{clients: make(map[string]*clientState), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &limitState{stop: make(chan struct{}), done: make(chan struct{})}
 	go s.sweepEvery(sweep)
 	return s
 }
@@ -76,19 +79,11 @@ func (s *limitState) Destruct() error {
 
 // client returns the state of id, creating it.
 func (s *limitState) client(id string) *clientState {
-	s.mu.RLock()
-	c := s.clients[id]
-	s.mu.RUnlock()
-	if c != nil {
-		return c
+	if c, ok := s.clients.Load(id); ok {
+		return c.(*clientState)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c = s.clients[id]; c == nil {
-		c = &clientState{}
-		s.clients[id] = c
-	}
-	return c
+	c, _ := s.clients.LoadOrStore(id, &clientState{})
+	return c.(*clientState)
 }
 
 func (s *limitState) sweepEvery(d time.Duration) {
@@ -107,27 +102,29 @@ func (s *limitState) sweepEvery(d time.Duration) {
 
 // sweep drops the clients whose state holds nothing at now.
 func (s *limitState) sweep(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, c := range s.clients {
+	s.clients.Range(func(id, v any) bool {
+		c := v.(*clientState)
 		c.mu.Lock()
 		idle := c.keepUntil < now.UnixNano() && c.inFlight.Load() == 0 &&
 			now.UnixNano()-c.sampled[reasonRate].last.Load() > int64(time.Minute) &&
 			now.UnixNano()-c.sampled[reasonQuota].last.Load() > int64(time.Minute) &&
 			now.UnixNano()-c.sampled[reasonInFlight].last.Load() > int64(time.Minute)
 		if idle {
+			// dead under c.mu: whoever holds c looks the client up again,
+			// and finds a new state.
 			c.dead = true
-			delete(s.clients, id)
+			s.clients.CompareAndDelete(id, c)
 		}
 		c.mu.Unlock()
-	}
+		return true
+	})
 }
 
 // size is how many clients have state.
 func (s *limitState) size() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.clients)
+	n := 0
+	s.clients.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // sample counts one refusal for reason and reports whether it is to be
@@ -217,11 +214,12 @@ func (c *clientState) allow(now time.Time, p *policy) limitResult {
 			// as it does in Redis, where the limit is part of the key.
 			c.bucket = rate.NewLimiter(limit, r.burst)
 		}
-		if res.allowed && !c.bucket.AllowN(now, 1) {
+		refused := res.allowed && !c.bucket.AllowN(now, 1)
+		tokens := c.bucket.TokensAt(now) // a refusal took none
+		if refused {
 			res.allowed, res.reason = false, reasonRate
-			res.retry = secondsDuration((1 - c.bucket.TokensAt(now)) / float64(limit))
+			res.retry = secondsDuration((1 - tokens) / float64(limit))
 		}
-		tokens := c.bucket.TokensAt(now)
 		res.rateRemaining = int(tokens)
 		res.rateReset = secondsDuration((float64(r.burst) - tokens) / float64(limit))
 		if full := now.Add(res.rateReset); full.After(keep) {

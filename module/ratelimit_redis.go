@@ -23,18 +23,19 @@ type rateLimiterProvider interface {
 // by the go-redis authors) and quotas with quotaScript, in Redis, so that
 // the limits are exact across instances. A request costs one round trip:
 // when a client has both a rate limit and a quota, both scripts go in one
-// pipeline. Both keys of a client carry the client id as hash tag, so they
-// sit in one slot on a Cluster.
+// pipeline, and the calls of concurrent requests share pipelines
+// (limitBatch, ratelimit_batch.go). Both keys of a client carry the client
+// id as hash tag, so they sit in one slot on a Cluster.
 type redisLimiter struct {
 	client  redis.UniversalClient
 	prefix  string
 	timeout time.Duration
-	rate    *redis_rate.Limiter
+	batch   *limitBatch
 }
 
 func newRedisLimiter(p rateLimiterProvider) *redisLimiter {
 	client, prefix, timeout := p.rateLimitRedis()
-	return &redisLimiter{client: client, prefix: prefix, timeout: timeout, rate: redis_rate.NewLimiter(client)}
+	return &redisLimiter{client: client, prefix: prefix, timeout: timeout, batch: newLimitBatch(client, timeout)}
 }
 
 // rateKey is the bucket's key; redis_rate puts "rate:" before it. The
@@ -87,10 +88,7 @@ func (l *redisLimiter) allow(ctx context.Context, clientID string, p *policy) (l
 		q = &quotaCall{key: l.quotaKey(clientID, p.quota), args: []any{p.quota.requests, p.quota.window.Milliseconds()}}
 	}
 	if p.rate.requests > 0 {
-		rl := l.rate
-		if q != nil {
-			rl = redis_rate.NewLimiter(&quotaPiggyback{UniversalClient: l.client, quota: q})
-		}
+		rl := redis_rate.NewLimiter(&batchedScripts{UniversalClient: l.client, batch: l.batch, quota: q})
 		limit := redis_rate.Limit{Rate: p.rate.requests, Burst: p.rate.burst, Period: p.rate.period}
 		rr, err := rl.Allow(ctx, l.rateKey(clientID, p.rate), limit)
 		if err != nil {
@@ -104,7 +102,10 @@ func (l *redisLimiter) allow(ctx context.Context, clientID string, p *policy) (l
 	if q == nil {
 		return res, nil
 	}
-	if q.cmd == nil || isNoScript(q.cmd.Err()) {
+	switch {
+	case q.cmd == nil: // a quota alone
+		q.cmd = quotaScript.Run(ctx, &batchedScripts{UniversalClient: l.client, batch: l.batch}, []string{q.key}, q.args...)
+	case isNoScript(q.cmd.Err()):
 		q.cmd = quotaScript.Run(ctx, l.client, []string{q.key}, q.args...)
 	}
 	allowed, count, reset, window, err := quotaReply(q.cmd)
@@ -141,34 +142,43 @@ type quotaCall struct {
 	cmd  *redis.Cmd
 }
 
-// quotaPiggyback is the client redis_rate is given when a client also has
-// a quota: its first script call goes in one pipeline with the quota
-// script, so that both limits cost one round trip.
-type quotaPiggyback struct {
+// batchedScripts is the client the scripts of one request are given: its
+// first script call goes into the limiter's next shared pipeline
+// (limitBatch), with the quota script first when the client also has a
+// quota, so that both limits cost one round trip; a later call (EVAL after
+// a NOSCRIPT) goes on its own.
+type batchedScripts struct {
 	redis.UniversalClient
-	quota *quotaCall
+	batch *limitBatch
+	quota *quotaCall // nil: no quota to send along
+	sent  bool
 }
 
-func (p *quotaPiggyback) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	if p.quota.cmd != nil {
-		return p.UniversalClient.EvalSha(ctx, sha, keys, args...)
+func (s *batchedScripts) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if s.sent {
+		return s.UniversalClient.EvalSha(ctx, sha, keys, args...)
 	}
-	return p.pipelined(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.EvalSha(ctx, sha, keys, args...) })
+	return s.pipelined(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.EvalSha(ctx, sha, keys, args...) })
 }
 
-func (p *quotaPiggyback) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	if p.quota.cmd != nil {
-		return p.UniversalClient.Eval(ctx, script, keys, args...)
+func (s *batchedScripts) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	if s.sent {
+		return s.UniversalClient.Eval(ctx, script, keys, args...)
 	}
-	return p.pipelined(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.Eval(ctx, script, keys, args...) })
+	return s.pipelined(ctx, func(pipe redis.Pipeliner) *redis.Cmd { return pipe.Eval(ctx, script, keys, args...) })
 }
 
-// pipelined sends the quota script first, then the rate limit's call.
-func (p *quotaPiggyback) pipelined(ctx context.Context, call func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
-	pipe := p.UniversalClient.Pipeline()
-	p.quota.cmd = pipe.EvalSha(ctx, quotaScript.Hash(), []string{p.quota.key}, p.quota.args...)
-	cmd := call(pipe)
-	_, _ = pipe.Exec(ctx) // each command keeps its own error
+// pipelined sends the quota script, if any, then call's, in the next
+// pipeline.
+func (s *batchedScripts) pipelined(ctx context.Context, call func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
+	s.sent = true
+	var cmd *redis.Cmd
+	s.batch.run(ctx, func(pipe redis.Pipeliner) {
+		if s.quota != nil {
+			s.quota.cmd = pipe.EvalSha(ctx, quotaScript.Hash(), []string{s.quota.key}, s.quota.args...)
+		}
+		cmd = call(pipe)
+	})
 	return cmd
 }
 
@@ -193,6 +203,6 @@ func quotaReply(cmd *redis.Cmd) (allowed bool, count, resetMS int64, window stri
 // Interface guards
 var (
 	_ limiter             = (*redisLimiter)(nil)
-	_ rediser             = (*quotaPiggyback)(nil)
+	_ rediser             = (*batchedScripts)(nil)
 	_ rateLimiterProvider = (*RedisStore)(nil)
 )

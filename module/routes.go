@@ -117,22 +117,28 @@ func newRoutes(ctx caddy.Context, endpoints []endpoint, protect []string) (*rout
 // Caddy's path matcher cleans it (lower case, dot segments, doubled
 // slashes); a path that has a folded spelling (pathmatch.go) goes through
 // the endpoints' patterns.
-func (rt *routes) endpointFor(r *http.Request) (endpoint, bool) {
-	if strings.ContainsAny(r.URL.Path, foldChars) {
+func (rt *routes) endpointFor(r *http.Request, rp *requestPath) (endpoint, bool) {
+	if strings.ContainsAny(rp.raw, foldChars) {
 		for i, pp := range rt.epPaths {
-			if pp.matches(r) {
+			if pp.matchesPath(r, rp) {
 				return rt.endpoints[i], true
 			}
 		}
 		return endpoint{}, false
 	}
-	ep, ok := rt.byPath[caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true)]
+	ep, ok := rt.byPath[rp.clean]
 	return ep, ok
 }
 
 // protected reports whether a request needs a Bearer token.
 func (rt *routes) protected(r *http.Request) bool {
-	return rt.protect.matches(r)
+	rp := newRequestPath(r.URL.Path)
+	return rt.protectedPath(r, &rp)
+}
+
+// protectedPath is protected with the request's path already cleaned.
+func (rt *routes) protectedPath(r *http.Request, rp *requestPath) bool {
+	return rt.protect.matchesPath(r, rp)
 }
 
 // exactPath matches p with and without a trailing slash.

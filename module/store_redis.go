@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 func init() {
@@ -117,9 +118,10 @@ type RedisStore struct {
 	// count at N.
 	Replicas int `json:"replicas,omitempty"`
 
-	conn   *redisConn
-	key    string
-	logger *zap.Logger
+	conn    *redisConn
+	key     string
+	logger  *zap.Logger
+	flights *singleflight.Group // concurrent cache misses of one token (store_redis_flight.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -169,6 +171,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.conn = val.(*redisConn)
+	s.flights = new(singleflight.Group)
 	return nil
 }
 
@@ -263,7 +266,7 @@ func (s *RedisStore) Admit(ctx context.Context, locks ...Lockout) error {
 
 // Load implements TokenStore.
 func (s *RedisStore) Load(ctx context.Context, key TokenHash) (TokenRecord, bool, error) {
-	return s.conn.load(ctx, key)
+	return s.loadShared(ctx, key)
 }
 
 // RevokeToken implements TokenStore.

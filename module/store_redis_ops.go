@@ -294,10 +294,10 @@ return {1}`)
 // countFailuresScript is CountFailures: KEYS the counters, ARGV each one's
 // window (ms); it returns {failures, pttl} per key. A window starts with
 // its first failure.
-var countFailuresScript = redis.NewScript(`
+var countFailuresScript = redis.NewScript(upgradeLua + `
 local out = {}
 for i, k in ipairs(KEYS) do
-  if redis.call('TYPE', k).ok == 'string' then redis.call('DEL', k) end
+  upgrade(k)
   local n = redis.call('HINCRBY', k, 'f', 1)
   local ttl = redis.call('PTTL', k)
   if ttl < 0 then
@@ -502,11 +502,27 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 }
 
 // The failure counters of the throttles are one hash per key: f counts
-// failures, h the claims of attempts still being checked; the key expires
-// with the window that its first claim or failure started. A string at the
-// key is a counter of an earlier version: read as the failure count, and
-// replaced on the first write.
-const failureLegacy = `if redis.call('TYPE', KEYS[1]).ok == 'string' then redis.call('DEL', KEYS[1]) end
+// failures (h held the claims of attempts being checked, in the version
+// before); the key expires with the window that its first failure
+// started. A string at the key is a counter of an earlier version (v0.1.0,
+// INCR): read as the failure count, and on the first write turned into
+// the hash with that count and the window it had, so that an upgrade
+// unlocks no key (upgradeLua).
+const upgradeLua = `
+local function upgrade(k)
+  if redis.call('TYPE', k).ok ~= 'string' then return end
+  local n = tonumber(redis.call('GET', k)) or 0
+  local ttl = redis.call('PTTL', k)
+  redis.call('DEL', k)
+  if n > 0 then
+    redis.call('HSET', k, 'f', n)
+    if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+  end
+end
+`
+
+// failureLegacy upgrades a legacy counter at KEYS[1] before a write.
+const failureLegacy = upgradeLua + `upgrade(KEYS[1])
 `
 
 var (

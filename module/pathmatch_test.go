@@ -115,6 +115,8 @@ func TestCompiledPatternsMatchCaddy(t *testing.T) {
 		"/outer/devicex/info/", "/x/info/", "/.well-known/oauth-authorization-server",
 		"/outer/dev%69ce/info/", "/outer/device/info%2F", "/outer/dévice/info/", "/outer/device/İnfo/",
 		"/outer/device/info/;", "//outer/device/info/", "/outer/device/info/.", "/outer/device/info/..",
+		"/outer/device/%2e%2e/token/", "/outer/device /info/", "/outer/device:x/info/", "/outer/DEVİCE/info/",
+		`/outer/device\..\token\`, "/outer/device/info/...", "/outer/device/./", "/./outer/device",
 	}
 	for _, pats := range patterns {
 		pp, err := newPathPatterns(ctx, pats)

@@ -70,6 +70,9 @@ type Client struct {
 	// decoyEquivalents is how many of the verifiers are bcrypt at the
 	// highest configured cost (failcost.go).
 	decoyEquivalents int
+	// decoyCost is that highest configured bcrypt cost, the decoy's (0
+	// when no client has a bcrypt hash).
+	decoyCost int
 }
 
 // secretVerifier checks a presented secret against one stored hash.
@@ -92,6 +95,7 @@ func (v sha256Verifier) verify(secret string) bool {
 // 72 bytes, so one hash can match many secrets.
 type bcryptVerifier struct {
 	hash []byte
+	cost int // bcrypt.Cost of hash
 	mu   sync.Mutex
 	ok   map[[sha256.Size]byte]struct{}
 }
@@ -100,26 +104,34 @@ type bcryptVerifier struct {
 const maxBcryptCache = 16
 
 func newBcryptVerifier(hash []byte) *bcryptVerifier {
-	return &bcryptVerifier{hash: hash, ok: make(map[[sha256.Size]byte]struct{})}
+	cost, _ := bcrypt.Cost(hash)
+	return &bcryptVerifier{hash: hash, cost: cost, ok: make(map[[sha256.Size]byte]struct{})}
 }
 
 func (v *bcryptVerifier) verify(secret string) bool {
+	ok, _ := v.check(secret)
+	return ok
+}
+
+// check is verify, and whether bcrypt ran in full (ran is false when a
+// remembered match answered).
+func (v *bcryptVerifier) check(secret string) (ok, ran bool) {
 	sum := sha256.Sum256([]byte(secret))
 	v.mu.Lock()
 	_, hit := v.ok[sum]
 	v.mu.Unlock()
 	if hit {
-		return true
+		return true, false
 	}
 	if bcrypt.CompareHashAndPassword(v.hash, []byte(secret)) != nil {
-		return false
+		return false, true
 	}
 	v.mu.Lock()
 	if len(v.ok) < maxBcryptCache {
 		v.ok[sum] = struct{}{}
 	}
 	v.mu.Unlock()
-	return true
+	return true, true
 }
 
 // sha256Prefix marks a SHA-256 secret hash in the configuration.
@@ -209,10 +221,28 @@ func (bcryptDecoy) Destruct() error { return nil }
 // tried so that timing does not tell which one matched. binding is that of
 // the first hash that matched (binding.go).
 func (c *Client) authenticate(secret string) (binding string, ok bool) {
+	binding, ok, _ = c.authenticatePaid(secret)
+	return binding, ok
+}
+
+// authenticatePaid is authenticate, and paid: how many of the client's
+// hashes at the decoy's cost were compared in full (not answered by the
+// match cache), the part of a failure's work (failcost.go) the check did.
+func (c *Client) authenticatePaid(secret string) (binding string, ok bool, paid int) {
 	for i, v := range c.verifiers {
-		if v.verify(secret) && !ok {
+		var match bool
+		if b, isBcrypt := v.(*bcryptVerifier); isBcrypt {
+			var ran bool
+			match, ran = b.check(secret)
+			if ran && b.cost == c.decoyCost {
+				paid++
+			}
+		} else {
+			match = v.verify(secret)
+		}
+		if match && !ok {
 			binding, ok = c.bindings[i], true
 		}
 	}
-	return binding, ok
+	return binding, ok, paid
 }

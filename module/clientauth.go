@@ -162,14 +162,24 @@ func authorizationHeader(h http.Header) (string, int) {
 }
 
 // authenticated is a client whose secret was checked, with the parameters
-// of its request. locks are the lockouts the success must still pass
-// (Admit, or Save with them), which authenticateClient already did and
-// checkClient leaves to its caller.
+// of its request. pass is what the success must still pass (Admit, or Save
+// with its lockouts), which authenticateClient already did and checkClient
+// leaves to its caller.
 type authenticated[P any] struct {
 	client  *Client
 	binding string // of the secret hash that matched (binding.go)
 	params  P
-	locks   []Lockout
+	pass    passage
+}
+
+// passage is what a checked secret must still pass: the lockouts, and what
+// a refusal by one of them must pay first (the decoy, for the part of a
+// failure's work the check did not do: paid slots of it), so that a locked
+// key's 429 takes as long for a right secret as for a wrong one.
+type passage struct {
+	locks  []Lockout
+	secret string
+	paid   int
 }
 
 // authenticateClient runs what every client-authenticated endpoint shares:
@@ -181,14 +191,14 @@ func authenticateClient[P any](a *clientAuth, r *http.Request, parse func(params
 	if err != nil || aerr != nil {
 		return req, aerr, err
 	}
-	if aerr, err := a.admit(r, req.locks); err != nil || aerr != nil {
+	if aerr, err := a.admit(r, req.pass); err != nil || aerr != nil {
 		return authenticated[P]{}, aerr, err
 	}
 	return req, nil, nil
 }
 
 // checkClient is authenticateClient up to a right secret, for an
-// operation that writes on success: the lockouts in req.locks are checked
+// operation that writes on success: the lockouts in req.pass are checked
 // by that write (Save with them, then a.saved), so that a success is one
 // step of the store. Any other answer the operation gives a checked client
 // must pass a.admit first: a locked-out key gets 429 whatever the
@@ -233,7 +243,7 @@ func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *
 		a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
 		return none, aerr, nil
 	}
-	client, binding, ok := a.verify(req.clientID, req.clientSecret)
+	client, binding, ok, paid := a.verifyPaid(req.clientID, req.clientSecret)
 	if !ok {
 		aerr, err := a.failed(r, locks, clientAuthFailed(req.basic))
 		a.byAddress.done(ipKey)
@@ -250,11 +260,12 @@ func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *
 	}
 	a.byAddress.done(ipKey)
 	a.byClient.done(clientKey)
+	pass := passage{locks: locks, secret: req.clientSecret, paid: paid}
 	if !client.auth.allows(req.basic) {
 		// The secret was right, so this is no guess and is not counted;
 		// the answer is a wrong secret's (RFC 6749 §5.2: an unsupported
 		// authentication method is invalid_client), or 429 if locked.
-		if aerr, err := a.admit(r, locks); err != nil || aerr != nil {
+		if aerr, err := a.admit(r, pass); err != nil || aerr != nil {
 			return none, aerr, err
 		}
 		aerr := clientAuthFailed(req.basic)
@@ -262,7 +273,7 @@ func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *
 			zap.Bool("basic", req.basic))
 		return none, aerr, nil
 	}
-	return authenticated[P]{client: client, binding: binding, params: req.params, locks: locks}, nil, nil
+	return authenticated[P]{client: client, binding: binding, params: req.params, pass: pass}, nil, nil
 }
 
 // refused answers a request that could not be parsed: a missing secret
@@ -324,19 +335,23 @@ func (a *clientAuth) failed(r *http.Request, locks []Lockout, aerr *apiError) (*
 // admit passes a checked client's success through its lockouts (one step
 // of the store): 429 if one is locked, else nil, the failures of the
 // consecutive-failure lockout forgotten.
-func (a *clientAuth) admit(r *http.Request, locks []Lockout) (*apiError, error) {
-	if len(locks) == 0 {
+func (a *clientAuth) admit(r *http.Request, pass passage) (*apiError, error) {
+	if len(pass.locks) == 0 {
 		return nil, nil
 	}
-	return a.saved(r, locks, a.failures.Admit(r.Context(), locks...))
+	return a.saved(r, pass, a.failures.Admit(r.Context(), pass.locks...))
 }
 
 // saved turns the answer of Admit, or of Save with the lockouts, into the
 // request's: 429 if a lockout was at its limit (learned, so that this
-// instance refuses the key early from then on), err if the store failed,
-// else nil.
-func (a *clientAuth) saved(r *http.Request, locks []Lockout, err error) (*apiError, error) {
+// instance refuses the key early from then on), paid as a failure is, err
+// if the store failed, else nil.
+func (a *clientAuth) saved(r *http.Request, pass passage, err error) (*apiError, error) {
+	locks := pass.locks
 	if l, ok := lockedOut(err); ok {
+		// A right secret costs less than a wrong one (the match cache, no
+		// decoy); refused like one, it pays like one.
+		a.cost.payDecoy(a.decoy, pass.secret, pass.paid)
 		t := a.throttleOf(l.Key)
 		t.learn(l.Key, t.max, l.Until)
 		aerr := tooManyFailures(time.Until(l.Until))
@@ -379,11 +394,18 @@ func lockKey(clients map[string]*Client, id string) string {
 // (failcost.go): a success may be quick, a failure pays the decoy for what
 // the id's own hashes did not cost.
 func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
+	c, binding, ok, _ := a.verifyPaid(id, secret)
+	return c, binding, ok
+}
+
+// verifyPaid is verify, and for a success the decoy slots its check paid
+// (Client.authenticatePaid), which a refusal by a lockout makes up for.
+func (a *clientAuth) verifyPaid(id, secret string) (*Client, string, bool, int) {
 	c := a.lookup(id)
 	known := c != nil
 	if known {
-		if binding, ok := c.authenticate(secret); ok {
-			return c, binding, true
+		if binding, ok, paid := c.authenticatePaid(secret); ok {
+			return c, binding, true, paid
 		}
 	}
 	paid := 0
@@ -391,7 +413,7 @@ func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
 		paid = c.decoyEquivalents
 	}
 	a.cost.payDecoy(a.decoy, secret, paid)
-	return nil, "", false
+	return nil, "", false, 0
 }
 
 // lookup finds a configured or managed client; nil if unknown.

@@ -381,3 +381,79 @@ func TestLockedOutWhateverTheCredentials(t *testing.T) {
 		t.Fatalf("method not allowed from another address: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// decoyCounter stands for the decoy: it counts the checks it ran.
+type decoyCounter struct{ n atomic.Int32 }
+
+func (v *decoyCounter) verify(string) bool { v.n.Add(1); return false }
+
+// TestLockedOutRefusalCostsAFailure: on an instance that has not learned
+// a lockout, a right secret is refused 429 only after its check, so that
+// refusal must cost what a wrong secret's costs; otherwise a quick 429
+// says "right secret" to an address that is locked out, past the limit.
+// The decoy checks are counted (not timed): a right secret of a SHA-256
+// client, and of a bcrypt client whose secret the match cache holds (it
+// ran no bcrypt), pay the decoy for every slot, as a wrong secret does;
+// one whose own bcrypt ran pays that much less, as a wrong secret does.
+// Every operation that answers a checked client: issue, invalid scope,
+// an authentication method the client may not use, revocation,
+// introspection.
+func TestLockedOutRefusalCostsAFailure(t *testing.T) {
+	storeName := json.RawMessage(`{"module":"memory","name":"test/TestLockedOutRefusalCostsAFailure"}`)
+	configure := func(h *Handler) {
+		h.ThrottleFailures, h.ThrottleWindow = 3, 60_000_000_000
+		h.Clients[1].AuthMethod = "basic"
+		h.Clients = append(h.Clients, Client{ID: "legacy", SecretHashes: []string{bcryptHash(t, "legacy-secret", 4)},
+			Introspect: "any"})
+		h.StoreRaw = storeName
+	}
+	warm := newTestHandler(t, configure)
+	// The bcrypt client's secret is in its match cache (a legitimate
+	// client has been using it) on the instance that will be asked.
+	issueToken(t, warm, "legacy", "legacy-secret", "")
+	ms, _ := memoryStoreOf(warm)
+	for range 3 { // counted as another instance would, so that warm has not learned it
+		if _, err := ms.CountFailures(context.Background(), warm.auth.byAddress.lockout("ip:"+testClientIP)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decoys := func(h *Handler, call tokenCall) int32 {
+		t.Helper()
+		v := &decoyCounter{}
+		h.auth.decoy = v
+		h.auth.byAddress.attempts = newAttempts() // nothing learned
+		call.ip = testClientIP
+		rec := call.do(t, h)
+		checkErrorEnvelope(t, rec, http.StatusTooManyRequests, CodeTooManyFailures)
+		return v.n.Load()
+	}
+	slots := int32(warm.auth.cost.slots)
+	for _, tc := range []struct {
+		name string
+		call tokenCall
+		want int32
+	}{
+		{"wrong secret", tokenCall{body: formCreds(testClientID, "wrong")}, slots},
+		{"right secret", tokenCall{body: formCreds(testClientID, testClientSecret)}, slots},
+		{"invalid scope", tokenCall{body: formCreds(testClientID, testClientSecret, "scope", "nope")}, slots},
+		{"method not allowed", tokenCall{body: formCreds(readerClientID, readerSecret)}, slots},
+		{"revocation", tokenCall{target: "/outer/token/revoke/", body: url.Values{"client_id": {testClientID},
+			"client_secret": {testClientSecret}, "token": {"x"}}.Encode()}, slots},
+		{"introspection", tokenCall{target: "/outer/token/introspect/", body: url.Values{"client_id": {"legacy"},
+			"client_secret": {"legacy-secret"}, "token": {"x"}}.Encode()}, slots},
+		{"bcrypt, cached secret", tokenCall{body: formCreds("legacy", "legacy-secret")}, slots},
+		{"bcrypt, wrong secret", tokenCall{body: formCreds("legacy", "wrong")}, slots - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decoys(warm, tc.call); got != tc.want {
+				t.Fatalf("%d decoy checks before the 429, want %d (what a wrong secret pays)", got, tc.want)
+			}
+		})
+	}
+	t.Run("bcrypt, uncached secret", func(t *testing.T) {
+		cold := newTestHandler(t, configure) // its own match cache: empty
+		if got := decoys(cold, tokenCall{body: formCreds("legacy", "legacy-secret")}); got != slots-1 {
+			t.Fatalf("%d decoy checks before the 429, want %d (its own bcrypt ran, as a wrong secret's does)", got, slots-1)
+		}
+	})
+}

@@ -10,7 +10,10 @@ import (
 // configured client's own bcrypt hashes at that cost count towards them
 // (they ran in full: the match cache holds only secrets that matched); the
 // decoy pays the rest, all of them for an unknown id or a SHA-256 client.
-// A success is not padded. Provision plans it once.
+// A success is not padded, but a right secret that a lockout then refuses
+// is (clientAuth.saved): the 429 of a locked-out key must cost the same
+// whatever the credentials, or its timing would tell a right guess.
+// Provision plans it once.
 type failureCost struct {
 	slots int
 }
@@ -42,7 +45,7 @@ func planFailureCost(clients map[string]*Client) (failureCost, []string) {
 	plan := failureCost{slots: 1}
 	var cheaper []string
 	for id, c := range clients {
-		c.decoyEquivalents = 0
+		c.decoyEquivalents, c.decoyCost = 0, top
 		low := false
 		for _, v := range c.verifiers {
 			if b, ok := v.(*bcryptVerifier); ok {

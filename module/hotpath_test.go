@@ -83,6 +83,11 @@ func TestScanQueryAnswersAsParseQuery(t *testing.T) {
 		"deviceid==1", "deviceid=1=2", "a=1&b=2&c=3&d=4&e=5", "a=1&b=2&c=3&d=4&e=5&e=6",
 		strings.Repeat("x=1&", 63) + "deviceid=1", strings.Repeat("x=1&", 64) + "deviceid=1",
 		strings.Repeat("x=1&", 70) + "deviceid=%zz", strings.Repeat("&", 10_000) + "deviceid=1",
+		// one name in two encodings, escapes in names, empty names, '+' and ';' next to a match
+		"deviceid=1&dev%69ceid=2", "dev%49ceid=1&deviceid=2", "%64eviceid=1&deviceid=1", "deviceid%3d=2&deviceid=1",
+		"deviceid=1&%zz", "deviceid=1&=%zz", "=&deviceid=1", "deviceid=1&x=1%", "deviceid=1&a+b=1&a%20b=2",
+		"deviceid=1%3bx", "deviceid=1&x;=2", "deviceid=%2B", "device+id=1", "deviceid%00=1",
+		strings.Repeat("deviceid=1&", 64) + "x=1", strings.Repeat("x=%41&", 63) + "dev%69ceid=1&deviceid=2",
 	}
 	for _, q := range queries {
 		for _, b := range []string{"", "deviceid=1", "mac=x", "a=1&b=2&c=3&d=4&e="} {

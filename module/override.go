@@ -225,7 +225,9 @@ func overrideInJSON(b []byte) (string, bool) {
 // multipart/form-data body (which reaches the backend only through
 // opaque_body). Its parts stop at the first one Go cannot read.
 func overrideInMultipart(b []byte, boundary string) (string, bool) {
-	if boundary == "" || (!mentionsMethod(b) && bytes.IndexByte(b, '%') < 0) {
+	// '%' (RFC 2231 names) and '\\' (escapes in a quoted name) may spell
+	// the name without "method" in the bytes.
+	if boundary == "" || (!mentionsMethod(b) && bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '\\') < 0) {
 		return "", false
 	}
 	mr := multipart.NewReader(bytes.NewReader(b), boundary)
@@ -234,7 +236,12 @@ func overrideInMultipart(b []byte, boundary string) (string, bool) {
 		if err != nil {
 			return "", false
 		}
-		if name := part.FormName(); isOverrideName(name) {
+		// Go unescapes a quoted name's quoted-pairs only before special
+		// characters ("\e" stays); a parser that follows the quoted-pair
+		// rule (RFC 9110 §5.6.4: "\" and any visible character) unescapes
+		// every one, so the name is also looked at that way.
+		name := part.FormName()
+		if isOverrideName(name) || (strings.IndexByte(name, '\\') >= 0 && isOverrideName(strings.ReplaceAll(name, `\`, ""))) {
 			return name, true
 		}
 	}

@@ -101,6 +101,14 @@ func TestOverrideInMultipart(t *testing.T) {
 	if _, ok := overrideInMultipart(body("note"), "zz"); ok {
 		t.Error("note taken for an override")
 	}
+	// A quoted name's quoted-pairs (RFC 9110 §5.6.4), which Go keeps
+	// before a letter and other parsers unescape, spell it without
+	// "method" in the bytes.
+	for _, name := range []string{`_m\ethod`, `_\m\e\th\o\d`, `\_method`} {
+		if _, ok := overrideInMultipart(body(name), "zz"); !ok {
+			t.Errorf("%s field not found", name)
+		}
+	}
 }
 
 // TestMethodOverrideParams: an override in a parameter is refused on a

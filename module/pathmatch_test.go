@@ -1,6 +1,8 @@
 package outergate
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -113,6 +115,8 @@ func TestCompiledPatternsMatchCaddy(t *testing.T) {
 		"/outer/devicex/info/", "/x/info/", "/.well-known/oauth-authorization-server",
 		"/outer/dev%69ce/info/", "/outer/device/info%2F", "/outer/dévice/info/", "/outer/device/İnfo/",
 		"/outer/device/info/;", "//outer/device/info/", "/outer/device/info/.", "/outer/device/info/..",
+		"/outer/device/%2e%2e/token/", "/outer/device /info/", "/outer/device:x/info/", "/outer/DEVİCE/info/",
+		`/outer/device\..\token\`, "/outer/device/info/...", "/outer/device/./", "/./outer/device",
 	}
 	for _, pats := range patterns {
 		pp, err := newPathPatterns(ctx, pats)
@@ -147,6 +151,33 @@ func TestCleanLower(t *testing.T) {
 		"//", "/a/b//", "a/b/", "/a/b/.", "/a/b/./"} {
 		if got, want := cleanLower(p), caddyhttp.CleanPath(strings.ToLower(p), true); got != want {
 			t.Errorf("cleanLower(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
+// TestEndpointPathsInAnyCase: endpoint paths configured with capitals (or
+// unclean) are found in any spelling a request gives them, as their Caddy
+// path matchers find them: the request is answered here, never relayed
+// (failNext). The lookup by cleaned lower-case path must hold the paths
+// in that form too.
+func TestEndpointPathsInAnyCase(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) {
+		h.TokenPath = "/Outer/Token/"
+		h.OAuth2TokenPath = "/OAuth2/Token"
+		h.Issuer = "https://gw.example/Tenant"
+	})
+	for _, target := range []string{"/Outer/Token/", "/outer/token/", "/OUTER/TOKEN", "/outer//token/", "/Outer/Token/revoke/",
+		"/oauth2/token", "/OAuth2/Introspect"} {
+		rec := tokenCall{target: target, body: formCreds(testClientID, testClientSecret), ip: testClientIP}.do(t, h)
+		if rec.Code == http.StatusNotFound || rec.Code == 0 {
+			t.Errorf("POST %s: %d %s", target, rec.Code, rec.Body)
+		}
+	}
+	for _, target := range []string{"/.well-known/oauth-authorization-server/Tenant", "/.well-known/oauth-authorization-server/tenant"} {
+		r, _ := newRequest(http.MethodGet, target, nil)
+		rec := httptest.NewRecorder()
+		if err := h.ServeHTTP(rec, r, failNext(t)); err != nil || rec.Code != http.StatusOK {
+			t.Errorf("GET %s: %d %v", target, rec.Code, err)
 		}
 	}
 }

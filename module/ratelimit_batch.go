@@ -20,8 +20,12 @@ import (
 //
 // There is no goroutine of its own: the first request to find no pipeline
 // in flight sends one, and hands the next one (if requests queued
-// meanwhile) to the first of them. A request waits at most for the
-// pipeline in flight and its own, each bounded by the store's timeout.
+// meanwhile) to the first of them. A request whose context is done by the
+// time its pipeline is sent is left out of it (its call fails with the
+// context's error), and a shared pipeline runs until the latest deadline
+// of the requests in it, at most the store's timeout: so a request waits
+// at most for the pipeline in flight and its own, however many are queued
+// when Redis stalls (at most 128 go in one pipeline).
 type limitBatch struct {
 	client  redis.UniversalClient
 	timeout time.Duration
@@ -35,7 +39,9 @@ type limitBatch struct {
 // on the pipeline; wake tells it that they ran (false) or that it is to
 // send the next pipeline (true).
 type limitCall struct {
+	ctx  context.Context
 	send func(redis.Pipeliner)
+	sent bool // send ran: set by the request sending the pipeline, before wake
 	wake chan bool
 }
 
@@ -47,50 +53,81 @@ func newLimitBatch(client redis.UniversalClient, timeout time.Duration) *limitBa
 }
 
 // run sends send's commands in the next pipeline and returns once they
-// ran; their replies and errors are in the commands send queued. ctx
-// bounds the pipeline when it carries this request alone.
-func (b *limitBatch) run(ctx context.Context, send func(redis.Pipeliner)) {
-	c := &limitCall{send: send, wake: make(chan bool, 1)}
+// ran; their replies and errors are in the commands send queued. sent is
+// false when ctx was done before the pipeline went, and send never ran.
+// ctx bounds the pipeline when it carries this request alone.
+func (b *limitBatch) run(ctx context.Context, send func(redis.Pipeliner)) (sent bool) {
+	c := &limitCall{ctx: ctx, send: send, wake: make(chan bool, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	lead := !b.sending
 	b.sending = true
 	b.mu.Unlock()
 	if !lead && !<-c.wake {
-		return // sent by another request's pipeline
+		return c.sent // sent by another request's pipeline, or left out
 	}
 	b.flush(ctx, c)
+	return c.sent
 }
 
-// flush sends the queued requests (at most maxLimitBatch) in one pipeline,
-// wakes them, and hands the next pipeline to the first request still
-// queued, if any. self is the request sending it, and ctx its context.
+// flush sends the queued requests (at most maxLimitBatch, leaving out
+// those whose context is done) in one pipeline, wakes them, and hands the
+// next pipeline to the first request still queued, if any. self is the
+// request sending it, and ctx its context.
 func (b *limitBatch) flush(ctx context.Context, self *limitCall) {
 	b.mu.Lock()
-	n := min(len(b.queue), maxLimitBatch)
-	batch := make([]*limitCall, n)
-	copy(batch, b.queue)
-	b.queue = append(b.queue[:0], b.queue[n:]...)
+	batch := make([]*limitCall, 0, min(len(b.queue), maxLimitBatch))
+	var late []*limitCall
+	i := 0
+	for ; i < len(b.queue) && len(batch) < maxLimitBatch; i++ {
+		if c := b.queue[i]; c.ctx.Err() != nil {
+			late = append(late, c)
+		} else {
+			batch = append(batch, c)
+		}
+	}
+	b.queue = append(b.queue[:0], b.queue[i:]...)
 	b.mu.Unlock()
-	defer b.done(batch) // also if a command panics: no request waits forever
+	defer b.done(batch, late) // also if a command panics: no request waits forever
 
+	if len(batch) == 0 {
+		return
+	}
 	if len(batch) > 1 || batch[0] != self {
 		// The pipeline is every request's: no one request's cancellation
-		// may fail the others.
+		// may fail the others, and it runs until the last one's deadline.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.Background(), b.timeout)
+		ctx, cancel = context.WithDeadline(context.Background(), latestDeadline(batch, b.timeout))
 		defer cancel()
 	}
 	pipe := b.client.Pipeline()
 	for _, c := range batch {
+		c.sent = true
 		c.send(pipe)
 	}
 	_, _ = pipe.Exec(ctx) // each command keeps its own error
 }
 
-// done wakes the requests of a pipeline that ran and hands the next one to
-// the first request queued meanwhile.
-func (b *limitBatch) done(batch []*limitCall) {
+// latestDeadline is the latest deadline of the batch's requests, at most
+// timeout from now (also for a request without one).
+func latestDeadline(batch []*limitCall, timeout time.Duration) time.Time {
+	limit := time.Now().Add(timeout)
+	var latest time.Time
+	for _, c := range batch {
+		d, ok := c.ctx.Deadline()
+		if !ok || d.After(limit) {
+			return limit
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return latest
+}
+
+// done wakes the requests of a pipeline that ran, and those left out of
+// it, and hands the next one to the first request queued meanwhile.
+func (b *limitBatch) done(batch, late []*limitCall) {
 	b.mu.Lock()
 	var next *limitCall
 	if len(b.queue) > 0 {
@@ -100,6 +137,9 @@ func (b *limitBatch) done(batch []*limitCall) {
 	}
 	b.mu.Unlock()
 	for _, c := range batch {
+		c.wake <- false
+	}
+	for _, c := range late {
 		c.wake <- false
 	}
 	if next != nil {

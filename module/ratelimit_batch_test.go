@@ -117,3 +117,55 @@ func TestLimitBatchAlone(t *testing.T) {
 		t.Errorf("after the calls: sending %v, %d queued", lim.batch.sending, len(lim.batch.queue))
 	}
 }
+
+// TestLimitBatchStalledRedisFailsWithinTheBound: with Redis stalled (the
+// process stopped), many concurrent requests queue behind the pipeline in
+// flight; each must still fail within the store's bound (DESIGN: fail
+// closed within 3 s, a timeout of 1 s here), however many are queued:
+// a request whose time is up is not sent, instead of waiting for every
+// 128-request pipeline before its own.
+func TestLimitBatchStalledRedisFailsWithinTheBound(t *testing.T) {
+	rd := redistest.Start(t)
+	client, _ := testRedisClient(t, rd.Addr())
+	lim := newRedisLimiter(redisProvider{client, "og:"})
+	p := testPolicy(t, &RateLimit{Requests: 1000, Period: caddy.Duration(time.Second)},
+		&Quota{Requests: 1000, Window: caddy.Duration(time.Hour)}, 0)
+	if _, err := lim.allow(t.Context(), "warm", p); err != nil { // loads the scripts
+		t.Fatal(err)
+	}
+	rd.Pause()
+	t.Cleanup(rd.Resume)
+	const calls = 700
+	var slowest atomic.Int64
+	var failed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			start := time.Now()
+			_, err := lim.allow(context.Background(), "stalled-"+strconv.Itoa(i%7), p)
+			if err != nil {
+				failed.Add(1)
+			}
+			d := int64(time.Since(start))
+			for {
+				old := slowest.Load()
+				if d <= old || slowest.CompareAndSwap(old, d) {
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d of %d failed; slowest answer %v", failed.Load(), calls, time.Duration(slowest.Load()))
+	if failed.Load() != calls {
+		t.Errorf("%d of %d calls to a stalled Redis succeeded", calls-int(failed.Load()), calls)
+	}
+	if d := time.Duration(slowest.Load()); d > 3*time.Second {
+		t.Fatalf("slowest answer %v with Redis stalled, want within the 3 s fail-closed bound", d)
+	}
+	lim.batch.mu.Lock()
+	defer lim.batch.mu.Unlock()
+	if lim.batch.sending || len(lim.batch.queue) != 0 {
+		t.Errorf("after the calls: sending %v, %d queued", lim.batch.sending, len(lim.batch.queue))
+	}
+}

@@ -173,12 +173,17 @@ func (s *batchedScripts) Eval(ctx context.Context, script string, keys []string,
 func (s *batchedScripts) pipelined(ctx context.Context, call func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
 	s.sent = true
 	var cmd *redis.Cmd
-	s.batch.run(ctx, func(pipe redis.Pipeliner) {
+	sent := s.batch.run(ctx, func(pipe redis.Pipeliner) {
 		if s.quota != nil {
 			s.quota.cmd = pipe.EvalSha(ctx, quotaScript.Hash(), []string{s.quota.key}, s.quota.args...)
 		}
 		cmd = call(pipe)
 	})
+	if !sent {
+		// Its time ran out in the queue: nothing was counted.
+		cmd = redis.NewCmd(ctx)
+		cmd.SetErr(fmt.Errorf("not sent: %w", ctx.Err()))
+	}
 	return cmd
 }
 

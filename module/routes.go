@@ -105,8 +105,12 @@ func newRoutes(ctx caddy.Context, endpoints []endpoint, protect []string) (*rout
 			if strings.ContainsAny(p, "*?[{%") {
 				return nil, fmt.Errorf("endpoint path %q must be a literal path", p)
 			}
-			if _, taken := rt.byPath[p]; !taken {
-				rt.byPath[p] = ep
+			// Keyed as requests are looked up (rp.clean): a path
+			// configured with capitals or doubled slashes must not be
+			// missed, which would relay its request upstream.
+			key := cleanLower(p)
+			if _, taken := rt.byPath[key]; !taken {
+				rt.byPath[key] = ep
 			}
 		}
 	}

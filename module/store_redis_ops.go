@@ -32,7 +32,10 @@ import (
 //     masters in parallel;
 //  2. if no lockout was at its limit, the token (SET, on the token's own
 //     slot) together with the evicted tokens' DEL and PUBLISH (on their
-//     slots), in parallel; if one was, the index entry is taken back;
+//     slots) and the forgetting of the consecutive failures, if the
+//     counter held any (on its slot: only now, so that a success another
+//     lockout refused forgets nothing, as on one server), in parallel; if
+//     one was, the index entry is taken back;
 //  3. the evicted tokens' index entries (ZREM).
 //
 // The order is what keeps revocation complete: every live token is in its
@@ -127,7 +130,7 @@ func (c *redisConn) saveCluster(ctx context.Context, key TokenHash, val []byte, 
 		return c.writeKeys(ctx, keys, func(p redis.Pipeliner, k string) {
 			s, ks, args := indexScript, []string{ck}, []any{time.Now().UnixMicro(), member, (ttl + time.Second).Milliseconds(), maxPerClient}
 			if l, ok := byKey[k]; ok {
-				s, ks, args = admitScript, []string{k}, []any{l.Max, flag(l.Reset)}
+				s, ks, args = checkScript, []string{k}, []any{l.Max}
 			}
 			cmd := runIn(ctx, p, s, eval, ks, args)
 			mu.Lock()
@@ -142,6 +145,7 @@ func (c *redisConn) saveCluster(ctx context.Context, key TokenHash, val []byte, 
 	if err != nil {
 		return c.fail("save index", err)
 	}
+	resets := make(map[string]bool)
 	for k, l := range byKey {
 		reply, err := cmds[k].Slice()
 		if err != nil {
@@ -154,15 +158,23 @@ func (c *redisConn) saveCluster(ctx context.Context, key TokenHash, val []byte, 
 			}
 			return lo
 		}
+		if l.Reset && failuresIn(reply) > 0 {
+			resets[k] = true
+		}
 	}
 	victims, err := cmds[ck].StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return c.fail("save index", err)
 	}
-	step2 := make([]string, 0, 1+len(victims))
+	step2 := make([]string, 0, 1+len(victims)+len(resets))
 	step2 = append(step2, tk)
 	for _, v := range victims {
 		step2 = append(step2, c.prefix+"t:"+v)
+	}
+	// The consecutive failures are forgotten only now that no lockout
+	// refused the success, as on one server.
+	for k := range resets {
+		step2 = append(step2, k)
 	}
 	// Deleted, not tombstoned: a client looping on the token endpoint
 	// must not grow Redis with issuance rate × token_ttl. The token and
@@ -172,6 +184,10 @@ func (c *redisConn) saveCluster(ctx context.Context, key TokenHash, val []byte, 
 	err = c.writeKeys(ctx, step2, func(p redis.Pipeliner, k string) {
 		if k == tk {
 			p.Set(ctx, tk, val, ttl)
+			return
+		}
+		if resets[k] {
+			resetFailuresScript.Eval(ctx, p, []string{k})
 			return
 		}
 		p.Del(ctx, k)
@@ -291,13 +307,32 @@ local locked = lockouts(1, 1)
 if locked then return locked end
 return {1}`)
 
+// checkScript is one lockout's check on a Cluster, whose counters sit on
+// slots of their own: KEYS[1] the counter, ARGV[1] its limit; {0, 1, pttl}
+// at the limit, else {1, failures}. It forgets nothing: the caller resets
+// a counter that holds failures once no lockout refused the success.
+var checkScript = redis.NewScript(lockoutLua + `
+local locked = lockouts(1, 1)
+if locked then return locked end
+local f = failuresOf(KEYS[1])
+return {1, f}`)
+
+// failuresIn is the failure count of a checkScript reply {1, failures}.
+func failuresIn(reply []any) int64 {
+	if len(reply) != 2 {
+		return 0
+	}
+	n, _ := reply[1].(int64)
+	return n
+}
+
 // countFailuresScript is CountFailures: KEYS the counters, ARGV each one's
 // window (ms); it returns {failures, pttl} per key. A window starts with
 // its first failure.
-var countFailuresScript = redis.NewScript(`
+var countFailuresScript = redis.NewScript(upgradeLua + `
 local out = {}
 for i, k in ipairs(KEYS) do
-  if redis.call('TYPE', k).ok == 'string' then redis.call('DEL', k) end
+  upgrade(k)
   local n = redis.call('HINCRBY', k, 'f', 1)
   local ttl = redis.call('PTTL', k)
   if ttl < 0 then
@@ -502,11 +537,27 @@ func (c *redisConn) revokeClient(ctx context.Context, clientID string) (int, err
 }
 
 // The failure counters of the throttles are one hash per key: f counts
-// failures, h the claims of attempts still being checked; the key expires
-// with the window that its first claim or failure started. A string at the
-// key is a counter of an earlier version: read as the failure count, and
-// replaced on the first write.
-const failureLegacy = `if redis.call('TYPE', KEYS[1]).ok == 'string' then redis.call('DEL', KEYS[1]) end
+// failures (h held the claims of attempts being checked, in the version
+// before); the key expires with the window that its first failure
+// started. A string at the key is a counter of an earlier version (v0.1.0,
+// INCR): read as the failure count, and on the first write turned into
+// the hash with that count and the window it had, so that an upgrade
+// unlocks no key (upgradeLua).
+const upgradeLua = `
+local function upgrade(k)
+  if redis.call('TYPE', k).ok ~= 'string' then return end
+  local n = tonumber(redis.call('GET', k)) or 0
+  local ttl = redis.call('PTTL', k)
+  redis.call('DEL', k)
+  if n > 0 then
+    redis.call('HSET', k, 'f', n)
+    if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+  end
+end
+`
+
+// failureLegacy upgrades a legacy counter at KEYS[1] before a write.
+const failureLegacy = upgradeLua + `upgrade(KEYS[1])
 `
 
 var (
@@ -604,6 +655,9 @@ func (c *redisConn) admit(ctx context.Context, locks []Lockout) error {
 	}
 	ctx, cancel := c.op(ctx)
 	defer cancel()
+	if c.cluster != nil && len(locks) > 1 {
+		return c.admitCluster(ctx, locks)
+	}
 	var mu sync.Mutex
 	var locked *LockedOut
 	err := c.eachSlot(ctx, locks, func(ctx context.Context, part []Lockout, _ int) error {
@@ -629,6 +683,44 @@ func (c *redisConn) admit(ctx context.Context, locks []Lockout) error {
 	}
 	if locked != nil {
 		return locked
+	}
+	return nil
+}
+
+// admitCluster is admit on a Cluster, where no script holds every
+// counter: each lockout is checked on its own slot (in parallel), and only
+// if none refused are the failures of those that reset forgotten (those
+// holding any), so that a success refused by one lockout forgets no
+// other's failures, as on one server.
+func (c *redisConn) admitCluster(ctx context.Context, locks []Lockout) error {
+	var mu sync.Mutex
+	var locked *LockedOut
+	var resets []Lockout
+	err := c.eachSlot(ctx, locks, func(ctx context.Context, part []Lockout, _ int) error {
+		reply, err := checkScript.Run(ctx, c.client, []string{c.failureKey(part[0].Key)}, part[0].Max).Slice()
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if l := lockedReply(reply, part); l != nil {
+			locked = l
+		} else if part[0].Reset && failuresIn(reply) > 0 {
+			resets = append(resets, part[0])
+		}
+		return nil
+	})
+	if err != nil {
+		return c.fail("admit", err)
+	}
+	if locked != nil {
+		return locked
+	}
+	err = c.eachSlot(ctx, resets, func(ctx context.Context, part []Lockout, _ int) error {
+		return resetFailuresScript.Run(ctx, c.client, []string{c.failureKey(part[0].Key)}).Err()
+	})
+	if err != nil {
+		return c.fail("admit", err)
 	}
 	return nil
 }

@@ -1488,4 +1488,32 @@ func TestRedisStoreLockouts(t *testing.T) {
 	if n, _, _ := a.Failures(ctx, "legacy"); n != 0 {
 		t.Fatalf("legacy counter after a resetting success: %d", n)
 	}
+	// A failure counted over a legacy counter goes on from its count, in
+	// its window: replacing it with a fresh count would unlock the key.
+	legacy := func(key string, n int) time.Time {
+		t.Helper()
+		if err := insp.Set(ctx, "outergate:f:"+key, n, 40*time.Second).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now().Add(40 * time.Second)
+	}
+	end := legacy("legacy-count", 7)
+	counts, err := a.CountFailures(ctx, Lockout{Key: "legacy-count", Max: 7, Window: time.Hour},
+		Lockout{Key: "fresh-count", Max: 7, Window: time.Hour})
+	if err != nil || counts[0].N != 8 || counts[1].N != 1 {
+		t.Fatalf("CountFailures over a legacy counter of 7 = %v, %v; want 8 (and 1 on a fresh key)", counts, err)
+	}
+	if d := counts[0].End.Sub(end); d < -5*time.Second || d > 5*time.Second {
+		t.Fatalf("the legacy counter's window ends in %v, want its own (about 40s), not a new one", time.Until(counts[0].End))
+	}
+	if _, ok := lockedOut(b.Admit(ctx, Lockout{Key: "legacy-count", Max: 7, Window: time.Hour})); !ok {
+		t.Fatal("a legacy counter past its limit admitted a success after a failure was counted")
+	}
+	legacy("legacy-add", 3)
+	if err := a.AddFailure(ctx, "legacy-add", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n, end, err := b.Failures(ctx, "legacy-add"); err != nil || n != 4 || time.Until(end) > time.Minute {
+		t.Fatalf("AddFailure over a legacy counter of 3: %d until %v, %v; want 4 in its window", n, end, err)
+	}
 }

@@ -486,3 +486,36 @@ func TestRedisStoreReplicasWait(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRedisClusterLockouts: on a Cluster, where the lockouts' counters sit
+// on other slots than each other and than the token, the lockouts keep
+// the contract of one server: concurrent failures get distinct counts,
+// a locked key refuses Admit and Save (no token written), and a refused
+// success forgets no other lockout's failures.
+func TestRedisClusterLockouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	c := redistest.StartCluster(t)
+	a := redisTestTopologyInstance(t, c.Addrs(), "", 0, time.Second)
+	b := redisTestTopologyInstance(t, c.Addrs(), "", 1, time.Second)
+	checkLockouts(t, a, b)
+	// Admit under the limits forgets the failures of the resetting one.
+	ctx := t.Context()
+	addr := Lockout{Key: "ip:cluster-admit", Max: 5, Window: time.Minute}
+	client := Lockout{Key: "client:cluster-admit", Max: 5, Window: time.Minute, Reset: true}
+	for range 2 {
+		if _, err := a.CountFailures(ctx, addr, client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Admit(ctx, addr, client); err != nil {
+		t.Fatalf("Admit under the limits: %v", err)
+	}
+	if n, _, _ := a.Failures(ctx, client.Key); n != 0 {
+		t.Fatalf("client failures after an admitted success = %d, want 0", n)
+	}
+	if n, _, _ := a.Failures(ctx, addr.Key); n != 2 {
+		t.Fatalf("address failures after an admitted success = %d, want 2 (no reset)", n)
+	}
+}

@@ -40,7 +40,7 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	scope, aerr := grantScope(client.scopes, req.params.scope)
 	if aerr != nil {
 		// A locked-out key gets 429 whatever it sends, a right secret too.
-		if lerr, err := h.auth.admit(r, req.locks); err != nil || lerr != nil {
+		if lerr, err := h.auth.admit(r, req.pass); err != nil || lerr != nil {
 			countTokenRequest(lerr, err)
 			return nil, lerr, err
 		}
@@ -56,8 +56,8 @@ func (h *Handler) issueToken(r *http.Request) (any, *apiError, error) {
 	rec := TokenRecord{ClientID: client.ID, Scope: scope, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(client.ttl).UnixMilli(), Binding: req.binding}
 	// One step: the lockouts checked (and the consecutive failures
 	// forgotten), the token written, the cap applied.
-	saveErr := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient, req.locks...)
-	if aerr, err := h.auth.saved(r, req.locks, saveErr); err != nil || aerr != nil {
+	saveErr := h.store.Save(r.Context(), key, rec, h.MaxTokensPerClient, req.pass.locks...)
+	if aerr, err := h.auth.saved(r, req.pass, saveErr); err != nil || aerr != nil {
 		countTokenRequest(aerr, err)
 		return nil, aerr, err
 	}

@@ -243,9 +243,16 @@ func checkClient[P any](a *clientAuth, r *http.Request, parse func(params) (P, *
 		a.audit.refusal(r, "client request throttled", aerr, a.claimedClient(req.clientID))
 		return none, aerr, nil
 	}
-	client, binding, ok, paid := a.verifyPaid(req.clientID, req.clientSecret)
+	client, binding, ok, paid := a.checkSecret(req.clientID, req.clientSecret)
 	if !ok {
+		// The failure is counted before the decoy is paid, so that a wrong
+		// guess reaches the store as soon as a right one checked with it
+		// would: concurrent guesses, on however many instances, are counted
+		// in the order they were checked, and a right one among them gets a
+		// token only while fewer than max wrong ones came first. The answer
+		// still waits for the decoy (equal failure cost).
 		aerr, err := a.failed(r, locks, clientAuthFailed(req.basic))
+		a.cost.payDecoy(a.decoy, req.clientSecret, paid)
 		a.byAddress.done(ipKey)
 		a.byClient.done(clientKey)
 		if err != nil {
@@ -394,26 +401,27 @@ func lockKey(clients map[string]*Client, id string) string {
 // (failcost.go): a success may be quick, a failure pays the decoy for what
 // the id's own hashes did not cost.
 func (a *clientAuth) verify(id, secret string) (*Client, string, bool) {
-	c, binding, ok, _ := a.verifyPaid(id, secret)
+	c, binding, ok, paid := a.checkSecret(id, secret)
+	if !ok {
+		a.cost.payDecoy(a.decoy, secret, paid)
+	}
 	return c, binding, ok
 }
 
-// verifyPaid is verify, and for a success the decoy slots its check paid
-// (Client.authenticatePaid), which a refusal by a lockout makes up for.
-func (a *clientAuth) verifyPaid(id, secret string) (*Client, string, bool, int) {
+// checkSecret is verify without the decoy: it returns, with the outcome,
+// the decoy slots the check itself paid (Client.authenticatePaid for a
+// success, the id's own hashes for a failure), which the caller makes up
+// for with a.cost.payDecoy on a failure, or on a success a lockout
+// refuses.
+func (a *clientAuth) checkSecret(id, secret string) (*Client, string, bool, int) {
 	c := a.lookup(id)
-	known := c != nil
-	if known {
-		if binding, ok, paid := c.authenticatePaid(secret); ok {
-			return c, binding, true, paid
-		}
+	if c == nil {
+		return nil, "", false, 0
 	}
-	paid := 0
-	if known {
-		paid = c.decoyEquivalents
+	if binding, ok, paid := c.authenticatePaid(secret); ok {
+		return c, binding, true, paid
 	}
-	a.cost.payDecoy(a.decoy, secret, paid)
-	return nil, "", false, 0
+	return nil, "", false, c.decoyEquivalents
 }
 
 // lookup finds a configured or managed client; nil if unknown.

@@ -457,3 +457,55 @@ func TestLockedOutRefusalCostsAFailure(t *testing.T) {
 		}
 	})
 }
+
+// countOrder is a FailureStore that notes how many decoy checks had run
+// when each failure was counted.
+type countOrder struct {
+	FailureStore
+	decoy *decoyCounter
+	at    []int32
+}
+
+func (s *countOrder) CountFailures(ctx context.Context, locks ...Lockout) ([]FailureCount, error) {
+	s.at = append(s.at, s.decoy.n.Load())
+	return s.FailureStore.CountFailures(ctx, locks...)
+}
+
+// TestFailureCountedBeforeDecoy: a wrong guess is counted before it pays
+// the decoy, so that it reaches the store when a right guess checked at
+// the same moment would reach it with its token: concurrent guesses, on
+// however many instances, are then counted in the order they were
+// checked, and only fewer than max wrong ones can come before a right one
+// that gets a token. (Paying first, a wrong guess of a SHA-256 client was
+// counted a bcrypt's work after a right one wrote its token.) The answer
+// still waits for the whole decoy.
+func TestFailureCountedBeforeDecoy(t *testing.T) {
+	h := newTestHandler(t, func(h *Handler) {
+		h.Clients = append(h.Clients, Client{ID: "legacy", SecretHashes: []string{bcryptHash(t, "legacy-secret", 4)}})
+	})
+	slots := int32(h.auth.cost.slots)
+	for _, tc := range []struct {
+		name      string
+		id, guess string
+		decoys    int32 // paid after the count: what the id's own hashes did not cost
+	}{
+		{"sha256 client", testClientID, "wrong", slots},
+		{"unknown id", "nobody", "wrong", slots},
+		{"sha256 client, a blank secret", testClientID, " ", slots},
+		{"bcrypt client (its own bcrypt is the work)", "legacy", "wrong", slots - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &decoyCounter{}
+			order := &countOrder{FailureStore: h.auth.failures, decoy: v}
+			h.auth.decoy, h.auth.failures = v, order
+			rec := tokenCall{body: formCreds(tc.id, tc.guess), ip: "198.51.100.9"}.do(t, h)
+			checkErrorEnvelope(t, rec, http.StatusUnauthorized, CodeClientAuthFailed)
+			if len(order.at) != 1 || order.at[0] != 0 {
+				t.Fatalf("decoy checks run when the failure was counted: %v, want [0]", order.at)
+			}
+			if got := v.n.Load(); got != tc.decoys {
+				t.Fatalf("%d decoy checks before the answer, want %d", got, tc.decoys)
+			}
+		})
+	}
+}

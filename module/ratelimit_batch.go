@@ -29,6 +29,10 @@ import (
 type limitBatch struct {
 	client  redis.UniversalClient
 	timeout time.Duration
+	// tail, if set, adds one command after the requests' (the WAIT of a
+	// batch of writes, redisConn.writeShared), whose reply every request
+	// of the pipeline shares; it may add none (nil).
+	tail func(ctx context.Context, p redis.Pipeliner) *redis.Cmd
 
 	mu      sync.Mutex
 	queue   []*limitCall
@@ -42,6 +46,7 @@ type limitCall struct {
 	ctx  context.Context
 	send func(redis.Pipeliner)
 	sent bool // send ran: set by the request sending the pipeline, before wake
+	tail *redis.Cmd
 	wake chan bool
 }
 
@@ -57,6 +62,13 @@ func newLimitBatch(client redis.UniversalClient, timeout time.Duration) *limitBa
 // false when ctx was done before the pipeline went, and send never ran.
 // ctx bounds the pipeline when it carries this request alone.
 func (b *limitBatch) run(ctx context.Context, send func(redis.Pipeliner)) (sent bool) {
+	sent, _ = b.runTail(ctx, send)
+	return sent
+}
+
+// runTail is run, and also returns the command b.tail added after the
+// pipeline's requests (nil if none).
+func (b *limitBatch) runTail(ctx context.Context, send func(redis.Pipeliner)) (sent bool, tail *redis.Cmd) {
 	c := &limitCall{ctx: ctx, send: send, wake: make(chan bool, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
@@ -64,10 +76,10 @@ func (b *limitBatch) run(ctx context.Context, send func(redis.Pipeliner)) (sent 
 	b.sending = true
 	b.mu.Unlock()
 	if !lead && !<-c.wake {
-		return c.sent // sent by another request's pipeline, or left out
+		return c.sent, c.tail // sent by another request's pipeline, or left out
 	}
 	b.flush(ctx, c)
-	return c.sent
+	return c.sent, c.tail
 }
 
 // flush sends the queued requests (at most maxLimitBatch, leaving out
@@ -104,6 +116,12 @@ func (b *limitBatch) flush(ctx context.Context, self *limitCall) {
 	for _, c := range batch {
 		c.sent = true
 		c.send(pipe)
+	}
+	if b.tail != nil {
+		t := b.tail(ctx, pipe)
+		for _, c := range batch {
+			c.tail = t
+		}
 	}
 	_, _ = pipe.Exec(ctx) // each command keeps its own error
 }

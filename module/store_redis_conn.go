@@ -90,6 +90,10 @@ type redisConn struct {
 
 	// sentinel follows the Sentinels' announcements (Sentinel mode only).
 	sentinel *sentinelWatch
+	// writes is the pipeline concurrent writes share outside a Cluster
+	// (store_redis_write.go); nil on a Cluster, whose writes go to each
+	// key's master.
+	writes *limitBatch
 
 	cache *cache.Cache // string(TokenHash) -> *TokenRecord
 	// gen changes on every invalidation; a Load only caches what it read
@@ -156,6 +160,9 @@ func newRedisConnReplicas(opts *redis.UniversalOptions, prefix string, timeout, 
 		go func() { defer c.wg.Done(); c.sentinel.run(ctx) }()
 	default:
 		c.client = redis.NewClient(opts.Simple())
+	}
+	if c.cluster == nil {
+		c.writes = c.newWriteBatch()
 	}
 	if c.replicas > 0 {
 		c.wg.Add(1)

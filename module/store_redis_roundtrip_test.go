@@ -3,10 +3,16 @@ package outergate
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/outergate/outergate/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -228,5 +234,74 @@ func TestRedisLockedAddressRefusedEarly(t *testing.T) {
 	// Another address is not refused.
 	if rec := (tokenCall{body: formCreds(testClientID, testClientSecret), ip: "198.51.100.77", counted: true}).do(t, h); rec.Code != http.StatusOK {
 		t.Fatalf("another address: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestRedisWritesSharePipelines: on one server, concurrent issuances share
+// pipelines (redisConn.writeShared): fewer round trips than issuances,
+// every one answered with its own token, and with `replicas 1` every
+// token is on the replica when its answer is given (the pipeline's one
+// WAIT acknowledges every write before it).
+func TestRedisWritesSharePipelines(t *testing.T) {
+	rd := redistest.Start(t)
+	replica := redistest.StartReplica(t, rd)
+	h, c, _ := redisTestIssuer(t, `"url":"`+rd.URL()+`","replicas":1`, 0)
+	redisTestIssue(t, h) // loads the script, opens a connection
+	rt := &roundTrips{}
+	c.client.AddHook(rt)
+	const n = 64
+	type answer struct {
+		status int
+		token  string
+		err    error
+	}
+	answers := make(chan answer, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, _ := newRequest(http.MethodPost, "/outer/token/", strings.NewReader(formCreds(testClientID, testClientSecret)))
+			r.Header.Set("Content-Type", formType)
+			r = r.WithContext(contextWithClientIP(r, fmt.Sprintf("192.0.2.%d", 100+i)))
+			rec := httptest.NewRecorder()
+			err := h.ServeHTTP(rec, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+				return errors.New("next called")
+			}))
+			var env struct {
+				Data struct {
+					AccessToken string `json:"access_token"`
+				} `json:"data"`
+			}
+			if err == nil {
+				err = json.Unmarshal(rec.Body.Bytes(), &env)
+			}
+			answers <- answer{rec.Code, env.Data.AccessToken, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr(), DisableIdentity: true})
+	t.Cleanup(func() { _ = onReplica.Close() })
+	seen := map[string]bool{}
+	for a := range answers {
+		if a.err != nil || a.status != http.StatusOK || a.token == "" || seen[a.token] {
+			t.Fatalf("issuance: %d %q %v", a.status, a.token, a.err)
+		}
+		seen[a.token] = true
+	}
+	// Checked after every answer: each was given after its pipeline's WAIT.
+	for token := range seen {
+		if got, err := onReplica.Exists(t.Context(), c.tokenKey(hashToken(token))).Result(); err != nil || got != 1 {
+			t.Fatalf("an answered token is not on the replica: %d %v", got, err)
+		}
+	}
+	trips := rt.n.Load()
+	t.Logf("%d concurrent issuances in %d round trips", n, trips)
+	if trips >= n {
+		t.Fatalf("%d round trips for %d concurrent issuances: the writes did not share pipelines", trips, n)
 	}
 }

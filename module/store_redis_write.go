@@ -128,8 +128,12 @@ func (c *redisConn) writeGroups(ctx context.Context, groups map[*redis.Client][]
 }
 
 // writeOn runs one group on one connection of client, with WAIT when
-// replicas are required.
+// replicas are required. Outside a Cluster the group shares its pipeline
+// with the writes of concurrent requests (writeShared).
 func (c *redisConn) writeOn(ctx context.Context, client redis.Cmdable, addr string, keys []string, fn func(p redis.Pipeliner, key string)) error {
+	if addr == "" && c.writes != nil {
+		return c.writeShared(ctx, keys, fn)
+	}
 	p := client.Pipeline()
 	for _, k := range keys {
 		fn(p, k)
@@ -157,4 +161,54 @@ func (c *redisConn) sentinelGen() uint64 {
 		return 0
 	}
 	return c.sentinel.gen.Load()
+}
+
+// newWriteBatch is the shared pipeline of the writes on one server or
+// Sentinel master: concurrent requests' writes (an issuance's one script,
+// a revocation's) go in one pipeline, each script still atomic on its
+// own, followed by one WAIT for the replicas required when it is sent,
+// which acknowledges every write before it on that connection. A write
+// alone is sent at once (limitBatch).
+func (c *redisConn) newWriteBatch() *limitBatch {
+	b := newLimitBatch(c.client, c.timeout)
+	b.tail = func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+		n := c.replicasFor("")
+		if n <= 0 {
+			return nil
+		}
+		return p.Do(ctx, "wait", n, c.waitTimeout().Milliseconds())
+	}
+	return b
+}
+
+// writeShared is writeOn through the shared pipeline: this request's
+// commands (what fn queued) decide its error, and the pipeline's WAIT
+// whether enough replicas acknowledged it.
+func (c *redisConn) writeShared(ctx context.Context, keys []string, fn func(p redis.Pipeliner, key string)) error {
+	var own []redis.Cmder
+	sent, wait := c.writes.runTail(ctx, func(p redis.Pipeliner) {
+		before := p.Len()
+		for _, k := range keys {
+			fn(p, k)
+		}
+		own = p.Cmds()[before:]
+	})
+	if !sent {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("write not sent: %w", err)
+		}
+		return errors.New("write not sent")
+	}
+	for _, cmd := range own {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	if wait != nil {
+		n, _ := wait.Args()[1].(int)
+		if got, err := wait.Int64(); err != nil || got < int64(n) {
+			return fmt.Errorf("%w: %d of %d within %s", errNotReplicated, got, n, c.waitTimeout())
+		}
+	}
+	return nil
 }

@@ -24,18 +24,18 @@ type rateLimiterProvider interface {
 // the limits are exact across instances. A request costs one round trip:
 // when a client has both a rate limit and a quota, both scripts go in one
 // pipeline, and the calls of concurrent requests share pipelines
-// (limitBatch, ratelimit_batch.go). Both keys of a client carry the client
+// (pipeBatch, redis_batch.go). Both keys of a client carry the client
 // id as hash tag, so they sit in one slot on a Cluster.
 type redisLimiter struct {
 	client  redis.UniversalClient
 	prefix  string
 	timeout time.Duration
-	batch   *limitBatch
+	batch   *pipeBatch
 }
 
 func newRedisLimiter(p rateLimiterProvider) *redisLimiter {
 	client, prefix, timeout := p.rateLimitRedis()
-	return &redisLimiter{client: client, prefix: prefix, timeout: timeout, batch: newLimitBatch(client, timeout)}
+	return &redisLimiter{client: client, prefix: prefix, timeout: timeout, batch: newPipeBatch(client, timeout)}
 }
 
 // rateKey is the bucket's key; redis_rate puts "rate:" before it. The
@@ -144,12 +144,12 @@ type quotaCall struct {
 
 // batchedScripts is the client the scripts of one request are given: its
 // first script call goes into the limiter's next shared pipeline
-// (limitBatch), with the quota script first when the client also has a
+// (pipeBatch), with the quota script first when the client also has a
 // quota, so that both limits cost one round trip; a later call (EVAL after
 // a NOSCRIPT) goes on its own.
 type batchedScripts struct {
 	redis.UniversalClient
-	batch *limitBatch
+	batch *pipeBatch
 	quota *quotaCall // nil: no quota to send along
 	sent  bool
 }

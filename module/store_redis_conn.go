@@ -93,7 +93,7 @@ type redisConn struct {
 	// writes is the pipeline concurrent writes share outside a Cluster
 	// (store_redis_write.go); nil on a Cluster, whose writes go to each
 	// key's master.
-	writes *limitBatch
+	writes *pipeBatch
 
 	cache *cache.Cache // string(TokenHash) -> *TokenRecord
 	// gen changes on every invalidation; a Load only caches what it read

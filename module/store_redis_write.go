@@ -168,9 +168,9 @@ func (c *redisConn) sentinelGen() uint64 {
 // a revocation's) go in one pipeline, each script still atomic on its
 // own, followed by one WAIT for the replicas required when it is sent,
 // which acknowledges every write before it on that connection. A write
-// alone is sent at once (limitBatch).
-func (c *redisConn) newWriteBatch() *limitBatch {
-	b := newLimitBatch(c.client, c.timeout)
+// alone is sent at once (pipeBatch).
+func (c *redisConn) newWriteBatch() *pipeBatch {
+	b := newPipeBatch(c.client, c.timeout)
 	b.tail = func(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
 		n := c.replicasFor("")
 		if n <= 0 {

@@ -8,15 +8,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// limitBatch coalesces the Redis limiter's calls of concurrent requests on
-// this instance into one pipeline: while one pipeline is in flight, the
-// requests that arrive queue their scripts, and the next pipeline carries
-// them all. Each request's scripts still run on their own in Redis, each
-// one atomic, so the counts are those of one round trip per request, exact
-// across instances; what is shared is the write, the read and the
-// connection (the syscalls were most of the limiter's CPU). A request
-// alone is sent at once: there is no timer and no added wait when the
-// instance is quiet.
+// pipeBatch coalesces the Redis commands of concurrent requests on this
+// instance into one pipeline: the limiter's calls (ratelimit_redis.go) and,
+// outside a Cluster, the store's writes (redisConn.writeShared). While one
+// pipeline is in flight, the requests that arrive queue their scripts, and
+// the next pipeline carries them all. Each request's scripts still run on
+// their own in Redis, each one atomic, so the counts are those of one
+// round trip per request, exact across instances; what is shared is the
+// write, the read and the connection (the syscalls were most of the
+// limiter's CPU, and of an issuance's). A request alone is sent at once:
+// there is no timer and no added wait when the instance is quiet.
 //
 // There is no goroutine of its own: the first request to find no pipeline
 // in flight sends one, and hands the next one (if requests queued
@@ -26,7 +27,7 @@ import (
 // of the requests in it, at most the store's timeout: so a request waits
 // at most for the pipeline in flight and its own, however many are queued
 // when Redis stalls (at most 128 go in one pipeline).
-type limitBatch struct {
+type pipeBatch struct {
 	client  redis.UniversalClient
 	timeout time.Duration
 	// tail, if set, adds one command after the requests' (the WAIT of a
@@ -35,14 +36,14 @@ type limitBatch struct {
 	tail func(ctx context.Context, p redis.Pipeliner) *redis.Cmd
 
 	mu      sync.Mutex
-	queue   []*limitCall
+	queue   []*pipeCall
 	sending bool // a pipeline is in flight or about to be
 }
 
-// limitCall is one request's part of a pipeline: send queues its commands
+// pipeCall is one request's part of a pipeline: send queues its commands
 // on the pipeline; wake tells it that they ran (false) or that it is to
 // send the next pipeline (true).
-type limitCall struct {
+type pipeCall struct {
 	ctx  context.Context
 	send func(redis.Pipeliner)
 	sent bool // send ran: set by the request sending the pipeline, before wake
@@ -50,26 +51,26 @@ type limitCall struct {
 	wake chan bool
 }
 
-// maxLimitBatch bounds the commands of one pipeline's requests.
-const maxLimitBatch = 128
+// maxPipeBatch bounds the commands of one pipeline's requests.
+const maxPipeBatch = 128
 
-func newLimitBatch(client redis.UniversalClient, timeout time.Duration) *limitBatch {
-	return &limitBatch{client: client, timeout: timeout}
+func newPipeBatch(client redis.UniversalClient, timeout time.Duration) *pipeBatch {
+	return &pipeBatch{client: client, timeout: timeout}
 }
 
 // run sends send's commands in the next pipeline and returns once they
 // ran; their replies and errors are in the commands send queued. sent is
 // false when ctx was done before the pipeline went, and send never ran.
 // ctx bounds the pipeline when it carries this request alone.
-func (b *limitBatch) run(ctx context.Context, send func(redis.Pipeliner)) (sent bool) {
+func (b *pipeBatch) run(ctx context.Context, send func(redis.Pipeliner)) (sent bool) {
 	sent, _ = b.runTail(ctx, send)
 	return sent
 }
 
 // runTail is run, and also returns the command b.tail added after the
 // pipeline's requests (nil if none).
-func (b *limitBatch) runTail(ctx context.Context, send func(redis.Pipeliner)) (sent bool, tail *redis.Cmd) {
-	c := &limitCall{ctx: ctx, send: send, wake: make(chan bool, 1)}
+func (b *pipeBatch) runTail(ctx context.Context, send func(redis.Pipeliner)) (sent bool, tail *redis.Cmd) {
+	c := &pipeCall{ctx: ctx, send: send, wake: make(chan bool, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	lead := !b.sending
@@ -82,16 +83,16 @@ func (b *limitBatch) runTail(ctx context.Context, send func(redis.Pipeliner)) (s
 	return c.sent, c.tail
 }
 
-// flush sends the queued requests (at most maxLimitBatch, leaving out
+// flush sends the queued requests (at most maxPipeBatch, leaving out
 // those whose context is done) in one pipeline, wakes them, and hands the
 // next pipeline to the first request still queued, if any. self is the
 // request sending it, and ctx its context.
-func (b *limitBatch) flush(ctx context.Context, self *limitCall) {
+func (b *pipeBatch) flush(ctx context.Context, self *pipeCall) {
 	b.mu.Lock()
-	batch := make([]*limitCall, 0, min(len(b.queue), maxLimitBatch))
-	var late []*limitCall
+	batch := make([]*pipeCall, 0, min(len(b.queue), maxPipeBatch))
+	var late []*pipeCall
 	i := 0
-	for ; i < len(b.queue) && len(batch) < maxLimitBatch; i++ {
+	for ; i < len(b.queue) && len(batch) < maxPipeBatch; i++ {
 		if c := b.queue[i]; c.ctx.Err() != nil {
 			late = append(late, c)
 		} else {
@@ -128,7 +129,7 @@ func (b *limitBatch) flush(ctx context.Context, self *limitCall) {
 
 // latestDeadline is the latest deadline of the batch's requests, at most
 // timeout from now (also for a request without one).
-func latestDeadline(batch []*limitCall, timeout time.Duration) time.Time {
+func latestDeadline(batch []*pipeCall, timeout time.Duration) time.Time {
 	limit := time.Now().Add(timeout)
 	var latest time.Time
 	for _, c := range batch {
@@ -145,9 +146,9 @@ func latestDeadline(batch []*limitCall, timeout time.Duration) time.Time {
 
 // done wakes the requests of a pipeline that ran, and those left out of
 // it, and hands the next one to the first request queued meanwhile.
-func (b *limitBatch) done(batch, late []*limitCall) {
+func (b *pipeBatch) done(batch, late []*pipeCall) {
 	b.mu.Lock()
-	var next *limitCall
+	var next *pipeCall
 	if len(b.queue) > 0 {
 		next = b.queue[0]
 	} else {

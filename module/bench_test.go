@@ -542,6 +542,48 @@ func BenchmarkSecretCheck(b *testing.B) {
 	}
 }
 
+// benchProtected is a handler for BenchmarkProtectedRequest (on a Redis
+// store of its own when redis, with its invalidation subscription up, so
+// that what is measured is the cache hit) and a live token of testClientID.
+func benchProtected(b *testing.B, name string, redis bool, configure func(*Handler)) (*Handler, string) {
+	b.Helper()
+	store := ""
+	if redis {
+		store = `{"module":"redis","url":"` + redistest.Start(b).URL() + `"}`
+	}
+	h := newBenchHandlerWith(b, "protected/"+name, func(h *Handler) {
+		if store != "" {
+			h.StoreRaw = json.RawMessage(store)
+		}
+		if configure != nil {
+			configure(h)
+		}
+	})
+	tok, err := randomSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
+		ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
+	if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
+		b.Fatal(err)
+	}
+	if redis {
+		// Until the invalidation subscription is up, every Load goes to
+		// Redis.
+		conn := h.store.(timedStore).Store.(*RedisStore).conn
+		deadline := time.Now().Add(5 * time.Second)
+		for !conn.cacheLive() {
+			if time.Now().After(deadline) {
+				b.Fatal("the invalidation subscription did not come up within 5s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return h, tok
+}
+
 // BenchmarkProtectedRequest is one whole proxied request through ServeHTTP
 // with a valid token and a trivial upstream (it answers 200 and allocates
 // nothing), so that ns/op, B/op and allocs/op are outergate's own share of
@@ -557,10 +599,6 @@ func BenchmarkProtectedRequest(b *testing.B) {
 	limited := func(h *Handler) {
 		h.RateLimit = &RateLimit{Requests: 1 << 30, Period: caddy.Duration(time.Second)}
 		h.Quota = &Quota{Requests: 1 << 30, Window: caddy.Duration(time.Hour)}
-	}
-	redisStore := func(b *testing.B) string {
-		rd := redistest.Start(b)
-		return `{"module":"redis","url":"` + rd.URL() + `"}`
 	}
 	jsonBody := []byte(`{"deviceid":"e22cfa2e-9752-11e6-9baf-00163e120d98"}`)
 	cases := []struct {
@@ -588,28 +626,7 @@ func BenchmarkProtectedRequest(b *testing.B) {
 			if target == "" {
 				target = benchDevicePath
 			}
-			store := ""
-			if c.redis {
-				store = redisStore(b)
-			}
-			h := newBenchHandlerWith(b, "protected/"+c.name, func(h *Handler) {
-				if store != "" {
-					h.StoreRaw = json.RawMessage(store)
-				}
-				if c.configure != nil {
-					c.configure(h)
-				}
-			})
-			tok, err := randomSecret()
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := time.Now()
-			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
-				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
-			if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
-				b.Fatal(err)
-			}
+			h, tok := benchProtected(b, c.name, c.redis, c.configure)
 			body := &rewindBody{}
 			r, _ := newRequest(method, target, nil)
 			if c.body != nil {
@@ -627,18 +644,6 @@ func BenchmarkProtectedRequest(b *testing.B) {
 				w.reset()
 				if err := h.ServeHTTP(w, r, upstreamOK); err != nil || w.status != http.StatusOK {
 					b.Fatalf("ServeHTTP: status %d, error %v", w.status, err)
-				}
-			}
-			if c.redis {
-				// Until the invalidation subscription is up, every Load
-				// goes to Redis; the benchmark is of the cache hit.
-				conn := h.store.(timedStore).Store.(*RedisStore).conn
-				deadline := time.Now().Add(5 * time.Second)
-				for !conn.cacheLive() {
-					if time.Now().After(deadline) {
-						b.Fatal("the invalidation subscription did not come up within 5s")
-					}
-					time.Sleep(5 * time.Millisecond)
 				}
 			}
 			serve()
@@ -666,39 +671,10 @@ func BenchmarkProtectedRequest(b *testing.B) {
 		{"redis-limited-parallel", true, limited},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			store := ""
-			if c.redis {
-				store = redisStore(b)
-			}
-			h := newBenchHandlerWith(b, "protected/"+c.name, func(h *Handler) {
-				if store != "" {
-					h.StoreRaw = json.RawMessage(store)
-				}
-				if c.configure != nil {
-					c.configure(h)
-				}
-			})
-			tok, err := randomSecret()
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := time.Now()
-			rec := TokenRecord{ClientID: testClientID, Scope: h.Scope, IssuedAt: now.UnixMilli(),
-				ExpiresAt: now.Add(time.Hour).UnixMilli(), Binding: h.clients[testClientID].bindings[0]}
-			if err := h.store.Save(context.Background(), hashToken(tok), rec, 0); err != nil {
-				b.Fatal(err)
-			}
+			h, tok := benchProtected(b, c.name, c.redis, c.configure)
 			rt := &roundTrips{}
 			if c.redis {
-				conn := h.store.(timedStore).Store.(*RedisStore).conn
-				conn.client.AddHook(rt)
-				deadline := time.Now().Add(5 * time.Second)
-				for !conn.cacheLive() {
-					if time.Now().After(deadline) {
-						b.Fatal("the invalidation subscription did not come up within 5s")
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				h.store.(timedStore).Store.(*RedisStore).conn.client.AddHook(rt)
 			}
 			auth := []string{"Bearer " + tok}
 			before := rt.n.Load()
